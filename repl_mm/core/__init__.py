@@ -1,0 +1,18 @@
+"""The RepL mechanism in plain PyTorch (no OpenMMLab import).
+
+A replaced block keeps its structure and buffers but owns no weights: each of its parameter tensors
+is synthesised on every forward as ``P = a * P_prev + b * P_next`` from its neighbours' tensors.
+"""
+from .adapters import ADAPTERS, build_adapter
+from .errors import AdapterError, CheckpointMismatchError, PlanError, ReplError
+from .plan import ReplacementPlan, default_blocks, resolve_plan
+from .replace import (COEFFICIENTS, ReplacementConfig, is_replaced, replace_blocks,
+                      replaced_blocks)
+from .synthesis import GRANULARITIES, NeighbourSynthesis, synthesised_numel
+
+__all__ = [
+    'ADAPTERS', 'COEFFICIENTS', 'GRANULARITIES', 'AdapterError', 'CheckpointMismatchError',
+    'NeighbourSynthesis', 'PlanError', 'ReplError', 'ReplacementConfig', 'ReplacementPlan',
+    'build_adapter', 'default_blocks', 'is_replaced', 'replace_blocks', 'replaced_blocks',
+    'resolve_plan', 'synthesised_numel'
+]

@@ -1,0 +1,16 @@
+"""mmengine glue: hooks, the CPU autocast optimizer wrapper, checkpoint loading, tool helpers.
+
+Registered in mmengine's root registries, so mmdet, mmseg and mmpretrain configs all find them.
+"""
+from .checkpoint import (UntrustedCheckpointError, load_checkpoint_strictly,
+                         trusted_checkpoint_globals)
+from .data_check import DataNotFoundError, check_data_paths
+from .hooks import ReplCheckpointHook
+from .launch import prepare_launcher
+from .optim_wrapper import CPUAutocastOptimWrapper
+
+__all__ = [
+    'CPUAutocastOptimWrapper', 'DataNotFoundError', 'ReplCheckpointHook',
+    'UntrustedCheckpointError', 'check_data_paths', 'load_checkpoint_strictly', 'prepare_launcher',
+    'trusted_checkpoint_globals'
+]

@@ -1,0 +1,67 @@
+"""Load mmengine checkpoints under torch >= 2.6 through a narrow allow-list.
+
+torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7 calls ``torch.load``
+without the argument, so its own checkpoints (numpy arrays and ``HistoryBuffer`` in the message
+hub) fail to load on resume and test. Rather than ``weights_only=False`` (which lets a checkpoint
+run arbitrary code), repl-mm's tools run under ``trusted_checkpoint_globals()``: exactly the
+globals an mmengine checkpoint holds are allowed, and any other pickled object is still refused.
+"""
+import pickle
+from contextlib import contextmanager
+from typing import Iterator, List
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+from repl_mm.core import CheckpointMismatchError, ReplError
+
+_multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+
+
+def checkpoint_globals() -> List:
+    """What an mmengine Runner checkpoint pickles besides tensors and primitive types.
+
+    ``getattr`` rebuilds ``HistoryBuffer.statistics_methods`` (a dict of its methods); the
+    weights-only unpickler never calls what ``getattr`` returns, so it grants no code execution.
+    """
+    return [HistoryBuffer, np.ndarray, np.dtype, _multiarray._reconstruct, _multiarray.scalar,
+            getattr] + [type(np.dtype(c)) for c in '?bBhHiIlLqQefdgFDG']
+
+
+class UntrustedCheckpointError(ReplError):
+    """A checkpoint that pickles an object outside the allow-list."""
+
+
+@contextmanager
+def trusted_checkpoint_globals() -> Iterator[None]:
+    """Allow exactly ``checkpoint_globals()`` in ``torch.load`` inside the block.
+
+    Raises:
+        UntrustedCheckpointError: when a checkpoint holds any other pickled object.
+    """
+    with torch.serialization.safe_globals(checkpoint_globals()):
+        try:
+            yield
+        except pickle.UnpicklingError as error:
+            raise UntrustedCheckpointError(
+                f'Refused to load a checkpoint: it holds a pickled object that is not on '
+                f"repl-mm's allow-list of mmengine checkpoint contents, and unpickling it could "
+                f'run arbitrary code. Details from torch: {str(error).splitlines()[0]} ... '
+                f'If you trust the file, load it yourself with torch.load(..., '
+                f'weights_only=False) and save its state_dict.') from error
+
+
+def load_checkpoint_strictly(runner, filename: str) -> None:
+    """Load ``filename`` into ``runner.model`` for testing; every key must match both ways.
+
+    The Runner's own ``load_from`` loads with ``strict=False`` and only warns, so a checkpoint of
+    another architecture would be evaluated half-random. Plain weights of replaced blocks are
+    dropped by the backbone's guard before the comparison.
+    """
+    try:
+        runner.load_checkpoint(filename, map_location='cpu', strict=True)
+    except RuntimeError as error:
+        raise CheckpointMismatchError(
+            f'{filename} does not fit the model built from this config (was it trained with '
+            f'another config or architecture?):\n{error}') from error

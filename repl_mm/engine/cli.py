@@ -1,0 +1,84 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: argument merging and clean errors.
+
+Modelled on mmpretrain's ``tools/train.py``: one ``merge_*_args(cfg, args)`` handles the CLI, the
+scripts stay a few lines.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Callable
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+
+from repl_mm.core import ReplError
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs, e.g. '
+        'train_dataloader.dataset.data_root=data/coco/')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def _merge_common(cfg: Config, args: argparse.Namespace) -> Config:
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def merge_train_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """``--work-dir``, ``--resume [auto|PATH]``, ``--amp``, ``--cfg-options``, ``--launcher``.
+
+    ``--amp`` uses mmengine's ``AmpOptimWrapper`` (fp16, dynamic loss scale) on CUDA and
+    ``CPUAutocastOptimWrapper`` (bf16 autocast) on CPU, where mmengine's wrapper asserts a GPU.
+    """
+    cfg = _merge_common(cfg, args)
+    if args.amp:
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:
+            cfg.optim_wrapper.type = 'CPUAutocastOptimWrapper'
+            cfg.optim_wrapper.pop('loss_scale', None)
+            print_log('--amp without CUDA: bf16 autocast on CPU (CPUAutocastOptimWrapper).',
+                      logger='current')
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise ReplError(f'--resume {args.resume}: no such checkpoint file.')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def merge_test_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """``CHECKPOINT``, ``--work-dir``, ``--cfg-options``, ``--launcher``."""
+    if not osp.isfile(args.checkpoint):
+        raise ReplError(f'checkpoint {args.checkpoint}: no such file.')
+    cfg = _merge_common(cfg, args)
+    cfg.load_from = None  # loaded strictly by the tool, see tools/test.py
+    return cfg
+
+
+def run_tool(main: Callable[[], None]) -> None:
+    """Run a tool's ``main``; a ``ReplError`` ends it with its message, not a traceback."""
+    try:
+        main()
+    except ReplError as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,3 @@
+from .repl_checkpoint_hook import ReplCheckpointHook
+
+__all__ = ['ReplCheckpointHook']

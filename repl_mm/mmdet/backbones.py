@@ -1,0 +1,15 @@
+"""mmdet backbones with RepL: thin subclasses of mmdet's own classes."""
+from mmdet.models.backbones import ResNet
+from mmdet.registry import MODELS
+
+from repl_mm.models import RepLResNetMixin
+
+
+@MODELS.register_module()
+class RepLResNet(RepLResNetMixin, ResNet):
+    """mmdet ``ResNet`` whose planned blocks are replaced; all ResNet arguments plus ``repl``.
+
+    See ``repl_mm.models.RepLBackboneMixin`` for ``repl``. ``with_cp``, ``frozen_stages``,
+    ``norm_eval`` and ``init_cfg`` (including ``Pretrained``) behave as in ``ResNet``; a plain
+    pretrained checkpoint loads, its weights for replaced blocks ignored with one log line.
+    """

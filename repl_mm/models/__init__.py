@@ -1,0 +1,4 @@
+"""Framework-independent parts of the RepL backbones (they need mmengine, no task framework)."""
+from .repl_backbone import RepLBackboneMixin, RepLResNetMixin
+
+__all__ = ['RepLBackboneMixin', 'RepLResNetMixin']

@@ -1,0 +1,71 @@
+"""What every RepL backbone adds to its upstream class: the ``repl=dict(...)`` argument.
+
+A RepL backbone is a thin subclass that lists this mixin before the upstream class and declares
+where its blocks are (``repl_stages``); everything else (plan, synthesis, state-dict guard,
+freezing, logging) is the generic mechanism in ``repl_mm.core``::
+
+    @MODELS.register_module()
+    class RepLResNet(RepLResNetMixin, ResNet):
+        pass
+"""
+from typing import Any, Dict, List, Optional, Tuple
+
+from mmengine.logging import print_log
+
+from repl_mm.core import (ReplacementConfig, ReplacementPlan, replace_blocks,
+                          synthesised_numel)
+
+
+def _log(message: str) -> None:
+    print_log(message, logger='current')
+
+
+class RepLBackboneMixin:
+    """Adds ``repl`` to a backbone's arguments and replaces blocks after the backbone is built.
+
+    Args:
+        repl (dict, optional): ``None`` or ``dict()`` replaces the default plan (every other block
+            of each stage from index 1, never a stage's last block). Keys (see
+            ``repl_mm.core.ReplacementConfig``): ``blocks`` (``{stage name or index:
+            [indices]}``), ``kind``, ``granularity`` (``'tensor'`` | ``'channel'`` |
+            ``'submodule'``), ``init`` (``(0.5, 0.5)``), ``adapter`` (``'slice_pad'`` |
+            ``'average'`` | ``'projection'``), ``detach_neighbours`` (``False``).
+
+    The coefficients are parameters named ``*.repl_coefficients.*``; exclude them from weight
+    decay with ``paramwise_cfg=dict(custom_keys={'repl_coefficients': dict(decay_mult=0.)})``.
+    Replaced blocks inside frozen stages (``frozen_stages``) have their coefficients frozen too.
+    """
+
+    repl_config: ReplacementConfig
+    repl_plan: ReplacementPlan
+
+    def __init__(self, *args, repl: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.repl_config = ReplacementConfig.from_dict(repl)
+        before = sum(p.numel() for p in self.parameters())
+        self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config, log=_log)
+        if hasattr(self, '_freeze_stages'):
+            # Upstream froze its stages before the coefficients existed.
+            self._freeze_stages()
+        synthesised = synthesised_numel(self)
+        _log(f'RepL {type(self).__name__}: replaced {self.repl_plan}; {synthesised:,} of '
+             f'{before:,} backbone parameters ({synthesised / max(before, 1):.1%}) are '
+             f'synthesised from neighbours.')
+
+    def repl_stages(self) -> List[Tuple[str, str]]:
+        """``(stage name, path of its block container)`` of every stage, in forward order."""
+        raise NotImplementedError
+
+    def repl_meta(self) -> Dict[str, Any]:
+        """The replacement, in primitive types, for checkpoint meta."""
+        config = self.repl_config
+        return dict(plan=self.repl_plan.to_dict(), kind=config.kind,
+                    granularity=config.granularity, adapter=config.adapter,
+                    init=list(config.init), detach_neighbours=config.detach_neighbours)
+
+
+class RepLResNetMixin(RepLBackboneMixin):
+    """Stages of the ResNet family in mmdet, mmseg and mmpretrain: ``self.res_layers``."""
+
+    def repl_stages(self) -> List[Tuple[str, str]]:
+        return [(name, name) for name in self.res_layers]

@@ -1,0 +1,35 @@
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT``; prints every metric."""
+import argparse
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import repl_mm  # noqa: F401  (registers the RepL classes)
+from repl_mm.engine import (check_data_paths, load_checkpoint_strictly, prepare_launcher,
+                            trusted_checkpoint_globals)
+from repl_mm.engine.cli import add_common_args, merge_test_args, run_tool
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    add_common_args(parser)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = merge_test_args(Config.fromfile(args.config), args)
+    check_data_paths(cfg, ('test', ))
+    prepare_launcher(cfg)
+    runner = Runner.from_cfg(cfg)
+    with trusted_checkpoint_globals():
+        load_checkpoint_strictly(runner, args.checkpoint)
+        metrics = runner.test()
+    for name, value in metrics.items():
+        print(f'{name}: {value}')
+
+
+if __name__ == '__main__':
+    run_tool(main)
