@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from mmengine.logging import print_log
 
 from repl_mm.core import (ReplacementConfig, ReplacementPlan, replace_blocks,
-                          synthesised_numel)
+                          replaced_blocks, synthesised_numel)
 
 
 def _log(message: str) -> None:
@@ -44,6 +44,12 @@ class RepLBackboneMixin:
         self.repl_config = ReplacementConfig.from_dict(repl)
         before = sum(p.numel() for p in self.parameters())
         self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config, log=_log)
+        for _, block in replaced_blocks(self):
+            for module in block.modules():
+                # A replaced block owns no weights, so its own init_cfg (e.g. mmdet's
+                # zero_init_residual override) has nothing to initialise.
+                if getattr(module, 'init_cfg', None) is not None:
+                    module.init_cfg = None
         if hasattr(self, '_freeze_stages'):
             # Upstream froze its stages before the coefficients existed.
             self._freeze_stages()
