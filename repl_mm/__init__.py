@@ -10,7 +10,8 @@ import importlib.util
 from . import core
 from .version import __version__
 
-FRAMEWORKS = {'mmdet': 'mmdet==3.3.0'}
+FRAMEWORKS = {'mmdet': 'mmdet==3.3.0', 'mmseg': 'mmsegmentation==1.2.2',
+              'mmpretrain': 'mmpretrain==1.2.0'}
 
 if importlib.util.find_spec('mmengine') is not None:
     from . import engine  # noqa: F401

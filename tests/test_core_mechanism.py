@@ -162,7 +162,8 @@ def test_loading_plain_state_dict_drops_replaced_weights_and_logs_once():
     messages = []
     torch.manual_seed(0)
     net = ToyNet()
-    replace_blocks(net, [('blocks', 'blocks')], ReplacementConfig(), log=messages.append)
+    replace_blocks(net, [('blocks', 'blocks')], ReplacementConfig(warm_start=False),
+                   log=messages.append)
     plain = ToyNet().state_dict()
     result = net.load_state_dict(plain, strict=False)
     assert result.unexpected_keys == []
@@ -171,6 +172,31 @@ def test_loading_plain_state_dict_drops_replaced_weights_and_logs_once():
     assert len(messages) == 1 and 'blocks.1, blocks.3' in messages[0]
     torch.testing.assert_close(net.blocks[0].conv.weight, plain['blocks.0.conv.weight'])
     torch.testing.assert_close(net.blocks[1].bn.running_var, plain['blocks.1.bn.running_var'])
+    torch.testing.assert_close(net.blocks[1].repl_coefficients['conv_weight'],
+                               torch.tensor([0.5, 0.5]))
+
+
+@pytest.mark.parametrize('granularity', ['tensor', 'channel', 'submodule'])
+def test_warm_start_fits_coefficients_to_pretrained_weights(granularity):
+    torch.manual_seed(0)
+    pretrained = ToyNet()
+    with torch.no_grad():  # block 1 is exactly 0.3 * block 0 + 0.7 * block 2, block 3 is not
+        for name, param in pretrained.blocks[1].named_parameters():
+            param.copy_(0.3 * pretrained.blocks[0].get_parameter(name)
+                        + 0.7 * pretrained.blocks[2].get_parameter(name))
+    messages = []
+    net = ToyNet()
+    replace_blocks(net, [('blocks', 'blocks')], ReplacementConfig(granularity=granularity),
+                   log=messages.append)
+    result = net.load_state_dict(pretrained.state_dict(), strict=True)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    for name, param in pretrained.blocks[1].named_parameters():
+        owner, tensor = name.split('.')
+        torch.testing.assert_close(getattr(net.blocks[1].get_submodule(owner), tensor), param,
+                                   atol=1e-5, rtol=1e-4)
+    assert len(messages) == 1
+    assert 'blocks.1 0.000' in messages[0] and 'blocks.3 0.' in messages[0]
+    assert 'blocks.3 0.000' not in messages[0]
 
 
 def test_loading_another_plan_fails_clearly():

@@ -7,7 +7,7 @@ data_root = 'data/demo_coco/'
 metainfo = dict(classes=('trouser', 'bag', 'ankle_boot'),
                 palette=[(220, 20, 60), (119, 11, 32), (0, 0, 142)])
 image_scale = (160, 160)
-max_iters = 300
+max_iters = 150
 
 model = dict(
     # from scratch: no pretrained weights, every stage and BN trains
@@ -16,7 +16,7 @@ model = dict(
     # fewer proposals and RoIs: a few objects per small image
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
         rpn=dict(nms_pre=300, max_per_img=100),
         rcnn=dict(max_per_img=20)))
@@ -55,8 +55,8 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=0.02), clip_grad=dict(max_norm=10.0))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=2e-4)
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=30, end=max_iters, eta_min=2e-4)
 ]
 default_hooks = dict(
     logger=dict(interval=20),

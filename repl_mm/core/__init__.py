@@ -5,6 +5,8 @@ is synthesised on every forward as ``P = a * P_prev + b * P_next`` from its neig
 """
 from .adapters import ADAPTERS, build_adapter
 from .errors import AdapterError, CheckpointMismatchError, PlanError, ReplError
+from .fold import fold_replaced_blocks
+from .light import LightConvSurrogate, LightLinearSurrogate, LightSpec
 from .plan import ReplacementPlan, default_blocks, resolve_plan
 from .replace import (COEFFICIENTS, ReplacementConfig, is_replaced, replace_blocks,
                       replaced_blocks)
@@ -12,7 +14,8 @@ from .synthesis import GRANULARITIES, NeighbourSynthesis, synthesised_numel
 
 __all__ = [
     'ADAPTERS', 'COEFFICIENTS', 'GRANULARITIES', 'AdapterError', 'CheckpointMismatchError',
-    'NeighbourSynthesis', 'PlanError', 'ReplError', 'ReplacementConfig', 'ReplacementPlan',
+    'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis', 'PlanError',
+    'fold_replaced_blocks', 'ReplError', 'ReplacementConfig', 'ReplacementPlan',
     'build_adapter', 'default_blocks', 'is_replaced', 'replace_blocks', 'replaced_blocks',
     'resolve_plan', 'synthesised_numel'
 ]

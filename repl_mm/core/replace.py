@@ -31,12 +31,13 @@ from torch.nn.utils import parametrize
 
 from .adapters import ADAPTERS, build_adapter
 from .errors import CheckpointMismatchError, PlanError, ReplError
+from .light import DiagonalKernelAdapter, LightSpec, build_light_surrogate
 from .plan import ReplacementPlan, resolve_plan
 from .synthesis import GRANULARITIES, NeighbourSynthesis, coefficient_key
 
 COEFFICIENTS = 'repl_coefficients'
 ADAPTER_MODULES = 'repl_adapters'
-KINDS = ('fused', )
+KINDS = ('fused', 'light')
 
 Log = Callable[[str], None]
 _default_log: Log = logging.getLogger('repl_mm').info
@@ -49,7 +50,8 @@ class ReplacementConfig:
     Attributes:
         blocks: ``None`` for the default plan, else ``{stage name or index: [block indices]}``
             (see ``plan``).
-        kind: ``'fused'``: the whole block runs with synthesised parameters.
+        kind: ``'fused'``: the whole block runs with synthesised parameters; ``'light'``: the
+            block is replaced by one cheap synthesised operator inside its residual (``light``).
         granularity: one ``(a, b)`` pair per parameter tensor (``'tensor'``), per output channel
             of each tensor (``'channel'``), or per top-level child module of the block
             (``'submodule'``, e.g. one for attention and one for the MLP).
@@ -57,6 +59,10 @@ class ReplacementConfig:
         adapter: how neighbour tensors of another shape are brought to shape (``adapters``).
         detach_neighbours: if true, gradients through synthesised weights reach only the
             coefficients, not the neighbours' weights.
+        warm_start: when a plain state dict holding the replaced blocks' own weights is loaded
+            (e.g. pretrained weights), set each ``(a, b)`` by least squares so that
+            ``a * P_prev + b * P_next`` best fits the block's own ``P`` (fused kind), and log the
+            fit error; if false, those weights are ignored and ``(a, b)`` keep their values.
     """
 
     blocks: Optional[Mapping] = None
@@ -65,6 +71,7 @@ class ReplacementConfig:
     init: Tuple[float, float] = (0.5, 0.5)
     adapter: str = 'slice_pad'
     detach_neighbours: bool = False
+    warm_start: bool = True
 
     @classmethod
     def from_dict(cls, cfg: Optional[Mapping]) -> 'ReplacementConfig':
@@ -99,7 +106,9 @@ def replaced_blocks(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 
 def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
-                   config: ReplacementConfig, log: Log = _default_log) -> ReplacementPlan:
+                   config: ReplacementConfig, log: Log = _default_log,
+                   light_spec: Optional[Callable[[nn.Module], LightSpec]] = None
+                   ) -> ReplacementPlan:
     """Replace blocks of ``backbone`` in place and install the state-dict guard.
 
     Args:
@@ -108,99 +117,172 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
             e.g. ``[('layer1', 'layer1'), ...]`` or ``[('stage0', 'stages.0.blocks'), ...]``.
         config: what to replace and how.
         log: where to write the one-line summaries.
+        light_spec: for ``kind='light'``, gives the ``LightSpec`` of a block (raising
+            ``PlanError`` for a block that has no light surrogate, e.g. one that changes shape).
 
     Returns:
         The validated plan.
     """
     containers = {name: backbone.get_submodule(path) for name, path in stages}
     plan = resolve_plan([(name, len(containers[name])) for name, _ in stages], config.blocks)
+    if config.kind == 'light' and light_spec is None:
+        raise ReplError(f"repl.kind='light': {type(backbone).__name__} declares no light "
+                        f"surrogate for its blocks; use kind='fused'.")
     for stage, index in plan.replaced:
         (prev_stage, prev_index), (next_stage, next_index) = plan.neighbours((stage, index))
-        _replace_fused(containers[stage][index], f'{stage}[{index}]',
-                       containers[prev_stage][prev_index], f'{prev_stage}[{prev_index}]',
-                       containers[next_stage][next_index], f'{next_stage}[{next_index}]',
-                       config)
+        args = (containers[stage][index], f'{stage}[{index}]',
+                containers[prev_stage][prev_index], f'{prev_stage}[{prev_index}]',
+                containers[next_stage][next_index], f'{next_stage}[{next_index}]', config)
+        if config.kind == 'fused':
+            _replace_fused(*args)
+        else:
+            containers[stage][index] = _replace_light(*args, light_spec(args[0]))
     if plan.replaced:
-        backbone.register_load_state_dict_pre_hook(_StateDictGuard(log))
+        backbone.register_load_state_dict_pre_hook(_StateDictGuard(log, config.warm_start))
     return plan
 
 
 def _replace_fused(block: nn.Module, name: str, prev_block: nn.Module, prev_name: str,
                    next_block: nn.Module, next_name: str, config: ReplacementConfig) -> None:
-    if isinstance(block, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-        raise PlanError(f'{name} is a {type(block).__name__}; a replaced block must be a module '
-                        f'with its own forward (its coefficients are added as a child).')
-    targets = list(block.named_parameters())
+    """Synthesise every parameter tensor of ``block`` from the same-named neighbour tensors."""
+    targets = []
+    for path, param in block.named_parameters():
+        owner_path, _, tensor_name = path.rpartition('.')
+        sources = tuple(_counterpart(neighbour, neighbour_name, owner_path, tensor_name, name,
+                                     path)
+                        for neighbour, neighbour_name in ((prev_block, prev_name),
+                                                          (next_block, next_name)))
+        targets.append(_Target(block.get_submodule(owner_path), tensor_name, path, param,
+                               sources, tensor_name, None))
     if not targets:
         raise PlanError(f'{name} has no parameters to synthesise; there is nothing to replace.')
+    _install_synthesis(block, name, targets, config, (prev_name, next_name))
+
+
+def _replace_light(block: nn.Module, name: str, prev_block: nn.Module, prev_name: str,
+                   next_block: nn.Module, next_name: str, config: ReplacementConfig,
+                   spec: LightSpec) -> nn.Module:
+    """Build the light surrogate of ``block``; its tensors are synthesised from the neighbours."""
+    weight_owner, _, weight_name = spec.weight.rpartition('.')
+    own_weight = getattr(block.get_submodule(weight_owner), weight_name)
+    surrogate = build_light_surrogate(spec, block.get_submodule(spec.norm), own_weight.shape)
+    neighbours = ((prev_block, prev_name), (next_block, next_name))
+    operator = surrogate.conv if spec.operator == 'depthwise' else surrogate.linear
+    operator_path = 'conv' if spec.operator == 'depthwise' else 'linear'
+    adapter = (DiagonalKernelAdapter(operator.weight.shape[0])
+               if spec.operator == 'depthwise' else None)
+    sources = [(operator, 'weight', spec.weight, adapter)]
+    if spec.bias is not None:
+        sources.append((operator, 'bias', spec.bias, None))
+    sources += [(surrogate.norm, t, f'{spec.norm}.{t}', None) for t in ('weight', 'bias')]
+    targets = []
+    for owner, tensor_name, source_path, adapter in sources:
+        source_owner, _, source_name = source_path.rpartition('.')
+        path = f'{operator_path if owner is operator else "norm"}.{tensor_name}'
+        owners = tuple(_counterpart(n, n_name, source_owner, source_name, name, source_path)
+                       for n, n_name in neighbours)
+        targets.append(_Target(owner, tensor_name, path, getattr(owner, tensor_name), owners,
+                               source_name, adapter))
+    _install_synthesis(surrogate, name, targets, config, (prev_name, next_name))
+    return surrogate
+
+
+@dataclass
+class _Target:
+    """One tensor to synthesise: ``owner.<name>`` from ``sources[i].<source_name>``."""
+
+    owner: nn.Module
+    name: str
+    path: str  # inside the replaced block: coefficient key and messages
+    value: torch.Tensor  # the tensor being replaced: its shape and dtype
+    sources: Tuple[nn.Module, nn.Module]
+    source_name: str
+    adapter: Optional[nn.Module]  # fixed adapter for both sources; None: config.adapter
+
+
+def _install_synthesis(holder: nn.Module, name: str, targets: List['_Target'],
+                       config: ReplacementConfig, neighbour_names: Tuple[str, str]) -> None:
+    if isinstance(holder, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        raise PlanError(f'{name} is a {type(holder).__name__}; a replaced block must be a '
+                        f'module with its own forward (its coefficients are added as a child).')
     coefficients = nn.ParameterDict()
     adapters = nn.ModuleDict()
-    block.add_module(COEFFICIENTS, coefficients)
-    block.add_module(ADAPTER_MODULES, adapters)
+    holder.add_module(COEFFICIENTS, coefficients)
+    holder.add_module(ADAPTER_MODULES, adapters)
     a, b = (float(v) for v in config.init)
-    for path, param in targets:
-        owner_path, _, tensor_name = path.rpartition('.')
-        owners, sides = [], []
-        for side, neighbour, neighbour_name in (('prev', prev_block, prev_name),
-                                                ('next', next_block, next_name)):
-            owner = _counterpart(neighbour, owner_path, tensor_name)
-            if owner is None:
-                raise PlanError(f'{name} cannot be replaced: its parameter {path!r} has no '
-                                f'counterpart in its neighbour {neighbour_name}, so there is '
-                                f'nothing to synthesise it from (blocks with a projection '
-                                f'shortcut, e.g. a stage\'s first block, stay ordinary).')
-            adapter = build_adapter(config.adapter, getattr(owner, tensor_name).shape,
-                                    param.shape,
-                                    what=f'{name}.{path} from {neighbour_name}.{path}')
+    for target in targets:
+        side_adapters = []
+        for side, source, neighbour_name in zip(('prev', 'next'), target.sources,
+                                                neighbour_names):
+            adapter = target.adapter
+            if adapter is None:
+                adapter = build_adapter(
+                    config.adapter, getattr(source, target.source_name).shape,
+                    target.value.shape, what=f'{name}.{target.path} from {neighbour_name}')
             if adapter is not None:
-                adapters[f'{side}_{path.replace(".", "_")}'] = adapter
-            owners.append(owner)
-            sides.append(adapter)
-        key = coefficient_key(path, config.granularity)
+                adapters[f'{side}_{target.path.replace(".", "_")}'] = adapter
+            side_adapters.append(adapter)
+        key = coefficient_key(target.path, config.granularity)
         if key not in coefficients:
-            shape = (param.shape[0], ) if config.granularity == 'channel' else ()
+            shape = (target.value.shape[0], ) if config.granularity == 'channel' else ()
             init = torch.stack([torch.full(shape, a), torch.full(shape, b)])
-            coefficients[key] = nn.Parameter(init.to(param.dtype))
-        synthesis = NeighbourSynthesis(owners[0], owners[1], tensor_name, param.shape,
-                                       coefficients, key,
-                                       (sides[0], sides[1]), config.detach_neighbours)
-        parametrize.register_parametrization(
-            block.get_submodule(owner_path), tensor_name, synthesis, unsafe=True)
+            coefficients[key] = nn.Parameter(init.to(target.value.dtype))
+        synthesis = NeighbourSynthesis(target.sources[0], target.sources[1], target.source_name,
+                                       target.value.shape, coefficients, key,
+                                       (side_adapters[0], side_adapters[1]),
+                                       config.detach_neighbours)
+        parametrize.register_parametrization(target.owner, target.name, synthesis, unsafe=True)
 
 
-def _counterpart(neighbour: nn.Module, owner_path: str, tensor_name: str) -> Optional[nn.Module]:
+def _counterpart(neighbour: nn.Module, neighbour_name: str, owner_path: str, tensor_name: str,
+                 name: str, path: str) -> nn.Module:
+    """The module of ``neighbour`` owning the tensor ``owner_path.tensor_name``."""
     try:
         owner = neighbour.get_submodule(owner_path)
     except AttributeError:
-        return None
-    return owner if isinstance(getattr(owner, tensor_name, None), torch.Tensor) else None
+        owner = None
+    if owner is None or not isinstance(getattr(owner, tensor_name, None), torch.Tensor):
+        raise PlanError(f'{name} cannot be replaced: its parameter {path!r} has no counterpart '
+                        f'in its neighbour {neighbour_name}, so there is nothing to synthesise '
+                        f'it from (blocks with a projection shortcut, e.g. a stage\'s first '
+                        f'block, stay ordinary).')
+    return owner
 
 
 class _StateDictGuard:
     """Load-state-dict pre-hook of a replaced backbone; see the module docstring."""
 
-    def __init__(self, log: Log) -> None:
+    def __init__(self, log: Log, warm_start: bool) -> None:
         self.log = log
+        self.warm_start = warm_start
 
     def __call__(self, module: nn.Module, state_dict: Dict[str, torch.Tensor], prefix: str,
                  *args) -> None:
         incoming = {k[len(prefix):]: k for k in state_dict if k.startswith(prefix)}
-        ours = [path for path, _ in replaced_blocks(module)]
+        ours = replaced_blocks(module)
         marker = f'.{COEFFICIENTS}.'
         theirs = sorted({k.split(marker)[0] for k in incoming if marker in k})
         if theirs:
-            self._check_same_plan(module, ours, theirs, incoming, state_dict, prefix)
+            self._check_same_plan(module, [p for p, _ in ours], theirs, incoming, state_dict,
+                                  prefix)
             return
         own_keys = set(module.state_dict().keys())
         dropped = [k for k in incoming if k not in own_keys
-                   and any(k.startswith(f'{path}.') for path in ours)]
+                   and any(k.startswith(f'{path}.') for path, _ in ours)]
+        if not dropped:
+            return
+        message = (f'RepL: {len(dropped)} tensors of replaced blocks in the loaded state dict '
+                   f'were not loaded (their parameters are synthesised from their neighbours): '
+                   f'{", ".join(prefix + p for p, _ in ours if any(d.startswith(p + ".") for d in dropped))}.')
+        if self.warm_start:
+            errors = warm_start_coefficients(module, ours, incoming, state_dict, prefix)
+            if errors:
+                message += (' Warm start: (a, b) fitted to them by least squares; relative '
+                            'fit error ' + ', '.join(f'{prefix}{p} {e:.3f}'
+                                                     for p, e in errors.items()) + '.')
         for key in dropped:
             del state_dict[incoming[key]]
-        if dropped:
-            blocks = sorted({k for k in ours if any(d.startswith(f'{k}.') for d in dropped)})
-            self.log(f'RepL: ignored {len(dropped)} tensors of replaced blocks '
-                     f'{", ".join(prefix + b for b in blocks)} in the loaded state dict: their '
-                     f'parameters are synthesised from their neighbours.')
+        self.log(message)
 
     @staticmethod
     def _check_same_plan(module: nn.Module, ours: List[str], theirs: List[str],
@@ -225,3 +307,51 @@ class _StateDictGuard:
                     f'Checkpoint tensor {key} has shape {tuple(state_dict[key].shape)} but the '
                     f'model expects {tuple(param.shape)}: the checkpoint was trained with '
                     f'another repl.granularity. Set it to the checkpoint\'s.')
+
+
+def warm_start_coefficients(module: nn.Module, blocks: List[Tuple[str, nn.Module]],
+                            incoming: Dict[str, str], state_dict: Dict[str, torch.Tensor],
+                            prefix: str) -> Dict[str, float]:
+    """Fit every ``(a, b)`` of ``blocks`` to the blocks' own weights found in ``state_dict``.
+
+    Solves ``min ||a * adapt(P_prev) + b * adapt(P_next) - P||^2`` over the tensors sharing a
+    coefficient (per output channel for ``'channel'`` granularity) with the neighbours' tensors
+    from the same state dict, and writes the result into ``state_dict`` as the coefficients'
+    entries. Returns ``{block path: ||residual|| / ||P||}`` for the blocks it fitted.
+    """
+    paths = {id(m): p for p, m in module.named_modules()}
+    errors = {}
+    for block_path, block in blocks:
+        groups: Dict[str, List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        for owner_path, owner in block.named_modules():
+            if not parametrize.is_parametrized(owner):
+                continue
+            for tensor_name, parametrizations in owner.parametrizations.items():
+                synthesis = parametrizations[0]
+                keys = [f'{block_path}.{owner_path}.{tensor_name}'] + [
+                    f'{paths[id(n)]}.{synthesis.tensor_name}' for n in synthesis.neighbours]
+                if not all(k in incoming for k in keys):
+                    continue
+                own, p_prev, p_next = (state_dict[incoming[k]].detach().double() for k in keys)
+                with torch.no_grad():
+                    u, v = (t.double() for t in synthesis.adapt(p_prev.float(), p_next.float()))
+                groups.setdefault(synthesis.key, []).append((own, u, v))
+        if not groups:
+            continue
+        residual = total = 0.0
+        for key, tensors in groups.items():
+            coefficients = block.get_parameter(f'{COEFFICIENTS}.{key}')
+            per_channel = coefficients.dim() == 2
+            columns = [torch.cat([t.reshape(t.shape[0], -1) if per_channel else t.reshape(1, -1)
+                                  for t in part], dim=1) for part in zip(*tensors)]
+            own, u, v = columns
+            system = torch.stack([u, v], dim=-1)  # (groups, N, 2)
+            solution = torch.linalg.lstsq(system, own.unsqueeze(-1), driver='gelsd').solution
+            fitted = solution.squeeze(-1).T  # (2, groups)
+            residual += (system @ solution).squeeze(-1).sub(own).square().sum().item()
+            total += own.square().sum().item()
+            value = fitted if per_channel else fitted[:, 0]
+            state_dict[f'{prefix}{block_path}.{COEFFICIENTS}.{key}'] = value.to(
+                coefficients.dtype)
+        errors[block_path] = (residual / max(total, 1e-30)) ** 0.5
+    return errors

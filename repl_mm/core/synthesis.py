@@ -50,16 +50,23 @@ class NeighbourSynthesis(nn.Module):
         self.key = key
         self.detach_neighbours = detach_neighbours
 
+    @property
+    def neighbours(self) -> Tuple[nn.Module, nn.Module]:
+        """The modules owning ``P_prev`` and ``P_next``."""
+        return self._sources[0], self._sources[1]
+
+    def adapt(self, p_prev: Tensor, p_next: Tensor) -> Tuple[Tensor, Tensor]:
+        """Bring neighbour tensors to the replaced tensor's shape."""
+        adapters = self._sources[3]
+        return tuple(t if adapter is None else adapter(t)
+                     for t, adapter in zip((p_prev, p_next), adapters))
+
     def neighbour_tensors(self) -> Tuple[Tensor, Tensor]:
         """``P_prev`` and ``P_next`` adapted to the replaced tensor's shape."""
-        prev_owner, next_owner, _, adapters = self._sources
-        tensors = []
-        for owner, adapter in zip((prev_owner, next_owner), adapters):
-            tensor = getattr(owner, self.tensor_name)
-            if self.detach_neighbours:
-                tensor = tensor.detach()
-            tensors.append(tensor if adapter is None else adapter(tensor))
-        return tensors[0], tensors[1]
+        tensors = [getattr(owner, self.tensor_name) for owner in self.neighbours]
+        if self.detach_neighbours:
+            tensors = [t.detach() for t in tensors]
+        return self.adapt(*tensors)
 
     def coefficients(self) -> Tensor:
         """The ``(2,)`` or ``(2, C_out)`` coefficient tensor of this parameter."""

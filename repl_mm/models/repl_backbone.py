@@ -12,8 +12,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from mmengine.logging import print_log
 
-from repl_mm.core import (ReplacementConfig, ReplacementPlan, replace_blocks,
-                          replaced_blocks, synthesised_numel)
+from torch import nn
+
+from repl_mm.core import (LightSpec, PlanError, ReplacementConfig, ReplacementPlan,
+                          replace_blocks, replaced_blocks, synthesised_numel)
 
 
 def _log(message: str) -> None:
@@ -43,7 +45,8 @@ class RepLBackboneMixin:
         super().__init__(*args, **kwargs)
         self.repl_config = ReplacementConfig.from_dict(repl)
         before = sum(p.numel() for p in self.parameters())
-        self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config, log=_log)
+        self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config, log=_log,
+                                        light_spec=self.repl_light_spec)
         for _, block in replaced_blocks(self):
             for module in block.modules():
                 # A replaced block owns no weights, so its own init_cfg (e.g. mmdet's
@@ -53,14 +56,20 @@ class RepLBackboneMixin:
         if hasattr(self, '_freeze_stages'):
             # Upstream froze its stages before the coefficients existed.
             self._freeze_stages()
-        synthesised = synthesised_numel(self)
-        _log(f'RepL {type(self).__name__}: replaced {self.repl_plan}; {synthesised:,} of '
-             f'{before:,} backbone parameters ({synthesised / max(before, 1):.1%}) are '
-             f'synthesised from neighbours.')
+        after = sum(p.numel() for p in self.parameters())
+        _log(f'RepL {type(self).__name__} ({self.repl_config.kind}): replaced '
+             f'{self.repl_plan}; backbone parameters {before:,} -> {after:,} '
+             f'({(before - after) / max(before, 1):.1%} fewer); {synthesised_numel(self):,} '
+             f'values are synthesised from neighbours on every forward.')
 
     def repl_stages(self) -> List[Tuple[str, str]]:
         """``(stage name, path of its block container)`` of every stage, in forward order."""
         raise NotImplementedError
+
+    def repl_light_spec(self, block: nn.Module) -> LightSpec:
+        """Which tensors of ``block`` feed its light surrogate (``repl.kind='light'``)."""
+        raise PlanError(f"repl.kind='light': {type(self).__name__} has no light surrogate for "
+                        f"{type(block).__name__}; use kind='fused'.")
 
     def repl_meta(self) -> Dict[str, Any]:
         """The replacement, in primitive types, for checkpoint meta."""
@@ -71,7 +80,21 @@ class RepLBackboneMixin:
 
 
 class RepLResNetMixin(RepLBackboneMixin):
-    """Stages of the ResNet family in mmdet, mmseg and mmpretrain: ``self.res_layers``."""
+    """The ResNet family of mmdet, mmseg and mmpretrain: stages ``self.res_layers`` of
+    ``BasicBlock`` / ``Bottleneck``.
+
+    Light surrogate: a depthwise conv whose kernels are the diagonals of the neighbours' 3x3
+    ``conv2``, and the block's last norm (``norm2`` of a BasicBlock, ``norm3`` of a Bottleneck)
+    synthesised from the neighbours' (``repl_mm.core.light``).
+    """
 
     def repl_stages(self) -> List[Tuple[str, str]]:
         return [(name, name) for name in self.res_layers]
+
+    def repl_light_spec(self, block: nn.Module) -> LightSpec:
+        if getattr(block, 'downsample', None) is not None or getattr(block, 'stride', 1) != 1:
+            raise PlanError(f"repl.kind='light' needs blocks that keep their input's shape; a "
+                            f'{type(block).__name__} with a stride or a projection shortcut '
+                            f'cannot be replaced by a light surrogate.')
+        norm = getattr(block, 'norm3_name', None) or block.norm2_name
+        return LightSpec('depthwise', 'conv2.weight', norm)
