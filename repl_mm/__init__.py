@@ -2,21 +2,29 @@
 
 ``import repl_mm`` (or ``custom_imports=dict(imports=['repl_mm'])`` in a config) registers the RepL
 backbones of every installed framework (mmdet, mmseg, mmpretrain) in that framework's registry,
-and repl-mm's hooks and optimizer wrapper in mmengine's. ``repl_mm.core`` needs only PyTorch.
+and repl-mm's hooks and optimizer wrapper in mmengine's. Frameworks that are not installed are
+skipped; importing their part (e.g. ``repl_mm.mmseg``) says which package to install.
+``repl_mm.core`` needs only PyTorch.
 """
 import importlib
-import importlib.util
 
 from . import core
+from .frameworks import FRAMEWORKS, FrameworkMissing
 from .version import __version__
 
-FRAMEWORKS = {'mmdet': 'mmdet==3.3.0', 'mmseg': 'mmsegmentation==1.2.2',
-              'mmpretrain': 'mmpretrain==1.2.0'}
+try:
+    from . import engine  # noqa: F401  (needs mmengine)
+except ImportError:  # plain-PyTorch use of repl_mm.core
+    engine = None
 
-if importlib.util.find_spec('mmengine') is not None:
-    from . import engine  # noqa: F401
+#: the frameworks whose RepL classes this import registered
+REGISTERED = []
+if engine is not None:
     for _framework in FRAMEWORKS:
-        if importlib.util.find_spec(_framework) is not None:
+        try:
             importlib.import_module(f'repl_mm.{_framework}')
+        except FrameworkMissing:
+            continue
+        REGISTERED.append(_framework)
 
-__all__ = ['core', '__version__']
+__all__ = ['core', 'REGISTERED', '__version__']

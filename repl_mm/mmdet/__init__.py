@@ -1,4 +1,8 @@
 """RepL backbones registered in mmdet's registry (found under mmdet's default scope)."""
-from .backbones import RepLResNet
+from repl_mm.frameworks import require_framework
+
+require_framework('mmdet')
+
+from .backbones import RepLResNet  # noqa: E402
 
 __all__ = ['RepLResNet']

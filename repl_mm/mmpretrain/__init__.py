@@ -1,5 +1,9 @@
 """RepL backbones (and the classic CIFAR ResNet) registered in mmpretrain's registry."""
-from .backbones import RepLCIFARResNet, RepLResNet, RepLResNet_CIFAR
-from .cifar_resnet import CIFARResNet
+from repl_mm.frameworks import require_framework
+
+require_framework('mmpretrain')
+
+from .backbones import RepLCIFARResNet, RepLResNet, RepLResNet_CIFAR  # noqa: E402
+from .cifar_resnet import CIFARResNet  # noqa: E402
 
 __all__ = ['CIFARResNet', 'RepLCIFARResNet', 'RepLResNet', 'RepLResNet_CIFAR']

@@ -1,4 +1,8 @@
 """RepL backbones registered in mmseg's registry (found under mmseg's default scope)."""
-from .backbones import RepLResNet, RepLResNetV1c
+from repl_mm.frameworks import require_framework
+
+require_framework('mmseg')
+
+from .backbones import RepLResNet, RepLResNetV1c  # noqa: E402
 
 __all__ = ['RepLResNet', 'RepLResNetV1c']

@@ -1,0 +1,161 @@
+"""Light surrogates and folding on toy networks, in plain PyTorch."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from repl_mm.core import (COEFFICIENTS, LightConvSurrogate, LightLinearSurrogate, LightSpec,
+                          PlanError, ReplacementConfig, ReplError, fold_replaced_blocks,
+                          is_replaced, replace_blocks)
+
+
+class Bottleneck(nn.Module):
+    """A ResNet bottleneck (4c -> c -> c -> 4c) with an identity shortcut."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(4 * c, c, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.conv3 = nn.Conv2d(c, 4 * c, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(4 * c)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)))
+        return torch.relu(x + self.bn3(self.conv3(out)))
+
+
+class Encoder(nn.Module):
+    """A pre-norm transformer block on (N, L, d) tokens."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.ln2 = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x):
+        y = self.ln1(x)
+        x = x + self.attn(y, y, y, need_weights=False)[0]
+        return x + self.ffn(self.ln2(x))
+
+
+def conv_net(c=8, **repl):
+    torch.manual_seed(0)
+    net = nn.Sequential(*[Bottleneck(c) for _ in range(5)])
+    with torch.no_grad():  # non-trivial BN statistics and affine parameters
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    wrapper = nn.Module()
+    wrapper.blocks = net
+    replace_blocks(wrapper, [('blocks', 'blocks')], ReplacementConfig.from_dict(repl),
+                   light_spec=lambda block: LightSpec('depthwise', 'conv2.weight', 'bn3'))
+    return wrapper
+
+
+def flops(module, x):
+    with FlopCounterMode(display=False) as counter:
+        module(x)
+    return counter.get_total_flops()
+
+
+def test_light_conv_surrogate_costs_under_15_percent_and_trains():
+    # cost ratio 9 * 4c / (17 c^2) = 2.1 / c: 6.6% at c = 32 (ResNet-50 has c >= 64)
+    net = conv_net(c=32, kind='light')
+    x = torch.randn(2, 128, 16, 16)
+    assert flops(net.blocks[1], x) <= 0.15 * flops(Bottleneck(32), x)
+    net = conv_net(kind='light')
+    surrogate = net.blocks[1]
+    assert isinstance(surrogate, LightConvSurrogate) and is_replaced(surrogate)
+    x = torch.randn(2, 32, 16, 16)
+    # its depthwise kernel is the diagonal of the neighbours' 3x3 kernels mixed by (a, b), each
+    # of the c diagonal kernels repeated for 4 consecutive of the block's 4c channels
+    a, b = surrogate.repl_coefficients['conv_weight'].tolist()
+    prev, nxt = (net.blocks[i].conv2.weight for i in (0, 2))
+    diagonal = torch.stack([a * prev[i, i] + b * nxt[i, i] for i in range(8)])
+    torch.testing.assert_close(surrogate.conv.weight[:, 0], diagonal.repeat_interleave(4, 0))
+    torch.testing.assert_close(surrogate.norm.weight,
+                               0.5 * (net.blocks[0].bn3.weight + net.blocks[2].bn3.weight))
+    out = net.blocks(x.requires_grad_())
+    out.sum().backward()
+    assert surrogate.repl_coefficients['conv_weight'].grad.abs().sum() > 0
+    assert net.blocks[0].conv2.weight.grad.abs().sum() > 0
+    own = [n for n, _ in surrogate.named_parameters() if COEFFICIENTS not in n]
+    assert own == []
+
+
+@pytest.mark.parametrize('kind', ['fused', 'light'])
+@pytest.mark.parametrize('granularity', ['tensor', 'channel'])
+def test_folding_reproduces_outputs(kind, granularity):
+    net = conv_net(kind=kind, granularity=granularity)
+    with torch.no_grad():
+        for p in net.parameters():  # move the coefficients off their init
+            p.add_(0.01 * torch.randn_like(p))
+    net.eval()
+    x = torch.randn(2, 32, 12, 12)
+    before = net.blocks(x)
+    folded = fold_replaced_blocks(net)
+    assert folded == ['blocks.1', 'blocks.3']
+    assert not any(COEFFICIENTS in k for k in net.state_dict())
+    torch.testing.assert_close(net.blocks(x), before, rtol=1e-5, atol=1e-6)
+    if kind == 'fused':
+        plain = nn.Sequential(*[Bottleneck() for _ in range(5)])
+        plain.load_state_dict(net.blocks.state_dict(), strict=True)
+        plain.eval()
+        torch.testing.assert_close(plain(x), before, rtol=1e-5, atol=1e-6)
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_light_linear_surrogate_on_tokens():
+    torch.manual_seed(0)
+    root = nn.Module()
+    root.layers = nn.ModuleList([Encoder() for _ in range(3)])
+    replace_blocks(root, [('layers', 'layers')], ReplacementConfig(kind='light'),
+                   light_spec=lambda block: LightSpec('linear', 'attn.out_proj.weight', 'ln1',
+                                                      bias='attn.out_proj.bias'))
+    surrogate = root.layers[1]
+    assert isinstance(surrogate, LightLinearSurrogate)
+    x = torch.randn(2, 10, 16)
+    assert flops(surrogate, x) <= 0.15 * flops(Encoder(), x)
+    a, b = surrogate.repl_coefficients['linear_weight'].tolist()
+    expected = a * root.layers[0].attn.out_proj.weight + b * root.layers[2].attn.out_proj.weight
+    torch.testing.assert_close(surrogate.linear.weight, expected)
+    y = x
+    for layer in root.layers:
+        y = layer(y)
+    y.sum().backward()
+    assert surrogate.repl_coefficients['linear_weight'].grad.abs().sum() > 0
+
+
+def test_light_kind_needs_a_light_spec_and_a_shape_preserving_block():
+    wrapper = nn.Module()
+    wrapper.blocks = nn.Sequential(*[Bottleneck() for _ in range(3)])
+    with pytest.raises(ReplError, match="kind='light'.*declares no light surrogate"):
+        replace_blocks(wrapper, [('blocks', 'blocks')], ReplacementConfig(kind='light'))
+
+    def no_light(block):
+        raise PlanError('no light surrogate for this block')
+
+    with pytest.raises(PlanError, match='no light surrogate for this block'):
+        replace_blocks(wrapper, [('blocks', 'blocks')], ReplacementConfig(kind='light'),
+                       light_spec=no_light)
+
+
+def test_deepcopy_of_light_model_is_independent():
+    net = conv_net(kind='light')
+    twin = copy.deepcopy(net)
+    assert twin.blocks[1].conv.parametrizations.weight[0].neighbours[0] is twin.blocks[0].conv2
+    with torch.no_grad():
+        twin.blocks[0].conv2.weight.zero_()
+        twin.blocks[2].conv2.weight.zero_()
+    assert twin.blocks[1].conv.weight.abs().sum() == 0
+    assert net.blocks[1].conv.weight.abs().sum() > 0
