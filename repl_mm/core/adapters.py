@@ -112,14 +112,39 @@ class ProjectionAdapter(SlicePadAdapter):
         return tensor
 
 
+class ChunkedAdapter(nn.Module):
+    """Adapt a tensor made of ``chunks`` equal parts along dim 0 part by part.
+
+    A fused attention input projection stacks the q, k and v weights (``(3C, C)``): bringing a
+    ``(6C, 2C)`` neighbour to ``(3C, C)`` must shrink q, k and v each, not keep q and half of k.
+    """
+
+    def __init__(self, inner: nn.Module, chunks: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.chunks = chunks
+
+    def forward(self, tensor: Tensor) -> Tensor:
+        return torch.cat([self.inner(part) for part in tensor.chunk(self.chunks, dim=0)], dim=0)
+
+
 def build_adapter(kind: str, source_shape: Sequence[int], target_shape: Sequence[int],
-                  what: str = 'tensor') -> Optional[nn.Module]:
+                  what: str = 'tensor', chunks: int = 1) -> Optional[nn.Module]:
     """An adapter from ``source_shape`` to ``target_shape``, or ``None`` when they are equal.
 
     Args:
         kind: one of ``ADAPTERS``.
         what: how to name the tensor pair in an error message.
+        chunks: the tensors are ``chunks`` equal parts along dim 0 (3 for fused q, k, v),
+            adapted part by part.
     """
+    if chunks > 1 and tuple(source_shape) != tuple(target_shape):
+        if source_shape[0] % chunks or target_shape[0] % chunks:
+            raise AdapterError(f'{what}: dim 0 of {tuple(source_shape)} and '
+                               f'{tuple(target_shape)} must split into {chunks} equal parts.')
+        part = build_adapter(kind, (source_shape[0] // chunks, *source_shape[1:]),
+                             (target_shape[0] // chunks, *target_shape[1:]), what)
+        return None if part is None else ChunkedAdapter(part, chunks)
     if kind not in ADAPTERS:
         raise AdapterError(f'repl.adapter={kind!r} is unknown; choose one of {ADAPTERS}.')
     source_shape, target_shape = tuple(source_shape), tuple(target_shape)

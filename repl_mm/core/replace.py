@@ -107,7 +107,8 @@ def replaced_blocks(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
                    config: ReplacementConfig, log: Log = _default_log,
-                   light_spec: Optional[Callable[[nn.Module], LightSpec]] = None
+                   light_spec: Optional[Callable[[nn.Module], LightSpec]] = None,
+                   own_tensors: Sequence[str] = (), chunked_tensors: Mapping[str, int] = {}
                    ) -> ReplacementPlan:
     """Replace blocks of ``backbone`` in place and install the state-dict guard.
 
@@ -119,6 +120,10 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
         log: where to write the one-line summaries.
         light_spec: for ``kind='light'``, gives the ``LightSpec`` of a block (raising
             ``PlanError`` for a block that has no light surrogate, e.g. one that changes shape).
+        own_tensors: name suffixes of tensors a fused replaced block keeps as its own
+            parameters (e.g. Swin's ``'relative_position_bias_table'``).
+        chunked_tensors: name suffix -> number of equal parts along dim 0 that adapters must
+            treat separately (fused q, k, v projections: 3).
 
     Returns:
         The validated plan.
@@ -132,9 +137,10 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
         (prev_stage, prev_index), (next_stage, next_index) = plan.neighbours((stage, index))
         args = (containers[stage][index], f'{stage}[{index}]',
                 containers[prev_stage][prev_index], f'{prev_stage}[{prev_index}]',
-                containers[next_stage][next_index], f'{next_stage}[{next_index}]', config)
+                containers[next_stage][next_index], f'{next_stage}[{next_index}]', config,
+                dict(chunked_tensors))
         if config.kind == 'fused':
-            _replace_fused(*args)
+            _replace_fused(*args, tuple(own_tensors))
         else:
             containers[stage][index] = _replace_light(*args, light_spec(args[0]))
     if plan.replaced:
@@ -143,10 +149,14 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
 
 
 def _replace_fused(block: nn.Module, name: str, prev_block: nn.Module, prev_name: str,
-                   next_block: nn.Module, next_name: str, config: ReplacementConfig) -> None:
-    """Synthesise every parameter tensor of ``block`` from the same-named neighbour tensors."""
+                   next_block: nn.Module, next_name: str, config: ReplacementConfig,
+                   chunked_tensors: Dict[str, int], own_tensors: Tuple[str, ...]) -> None:
+    """Synthesise every parameter tensor of ``block`` (but ``own_tensors``) from the
+    same-named neighbour tensors."""
     targets = []
     for path, param in block.named_parameters():
+        if path.endswith(own_tensors):
+            continue
         owner_path, _, tensor_name = path.rpartition('.')
         sources = tuple(_counterpart(neighbour, neighbour_name, owner_path, tensor_name, name,
                                      path)
@@ -156,12 +166,12 @@ def _replace_fused(block: nn.Module, name: str, prev_block: nn.Module, prev_name
                                sources, tensor_name, None))
     if not targets:
         raise PlanError(f'{name} has no parameters to synthesise; there is nothing to replace.')
-    _install_synthesis(block, name, targets, config, (prev_name, next_name))
+    _install_synthesis(block, name, targets, config, (prev_name, next_name), chunked_tensors)
 
 
 def _replace_light(block: nn.Module, name: str, prev_block: nn.Module, prev_name: str,
                    next_block: nn.Module, next_name: str, config: ReplacementConfig,
-                   spec: LightSpec) -> nn.Module:
+                   chunked_tensors: Dict[str, int], spec: LightSpec) -> nn.Module:
     """Build the light surrogate of ``block``; its tensors are synthesised from the neighbours."""
     weight_owner, _, weight_name = spec.weight.rpartition('.')
     own_weight = getattr(block.get_submodule(weight_owner), weight_name)
@@ -183,7 +193,7 @@ def _replace_light(block: nn.Module, name: str, prev_block: nn.Module, prev_name
                        for n, n_name in neighbours)
         targets.append(_Target(owner, tensor_name, path, getattr(owner, tensor_name), owners,
                                source_name, adapter))
-    _install_synthesis(surrogate, name, targets, config, (prev_name, next_name))
+    _install_synthesis(surrogate, name, targets, config, (prev_name, next_name), {})
     return surrogate
 
 
@@ -201,7 +211,8 @@ class _Target:
 
 
 def _install_synthesis(holder: nn.Module, name: str, targets: List['_Target'],
-                       config: ReplacementConfig, neighbour_names: Tuple[str, str]) -> None:
+                       config: ReplacementConfig, neighbour_names: Tuple[str, str],
+                       chunked_tensors: Dict[str, int]) -> None:
     if isinstance(holder, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
         raise PlanError(f'{name} is a {type(holder).__name__}; a replaced block must be a '
                         f'module with its own forward (its coefficients are added as a child).')
@@ -216,9 +227,12 @@ def _install_synthesis(holder: nn.Module, name: str, targets: List['_Target'],
                                                 neighbour_names):
             adapter = target.adapter
             if adapter is None:
+                chunks = next((n for suffix, n in chunked_tensors.items()
+                               if target.path.endswith(suffix)), 1)
                 adapter = build_adapter(
                     config.adapter, getattr(source, target.source_name).shape,
-                    target.value.shape, what=f'{name}.{target.path} from {neighbour_name}')
+                    target.value.shape, what=f'{name}.{target.path} from {neighbour_name}',
+                    chunks=chunks)
             if adapter is not None:
                 adapters[f'{side}_{target.path.replace(".", "_")}'] = adapter
             side_adapters.append(adapter)

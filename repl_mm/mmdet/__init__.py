@@ -3,6 +3,6 @@ from repl_mm.frameworks import require_framework
 
 require_framework('mmdet')
 
-from .backbones import RepLResNet  # noqa: E402
+from .backbones import RepLResNet, RepLSwinTransformer  # noqa: E402
 
-__all__ = ['RepLResNet']
+__all__ = ['RepLResNet', 'RepLSwinTransformer']

@@ -3,7 +3,11 @@ from repl_mm.frameworks import require_framework
 
 require_framework('mmpretrain')
 
-from .backbones import RepLCIFARResNet, RepLResNet, RepLResNet_CIFAR  # noqa: E402
+from .backbones import (RepLCIFARResNet, RepLResNet, RepLResNet_CIFAR,  # noqa: E402
+                        RepLSwinTransformer, RepLVisionTransformer)
 from .cifar_resnet import CIFARResNet  # noqa: E402
 
-__all__ = ['CIFARResNet', 'RepLCIFARResNet', 'RepLResNet', 'RepLResNet_CIFAR']
+__all__ = [
+    'CIFARResNet', 'RepLCIFARResNet', 'RepLResNet', 'RepLResNet_CIFAR', 'RepLSwinTransformer',
+    'RepLVisionTransformer'
+]

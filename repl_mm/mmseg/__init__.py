@@ -3,6 +3,7 @@ from repl_mm.frameworks import require_framework
 
 require_framework('mmseg')
 
-from .backbones import RepLResNet, RepLResNetV1c  # noqa: E402
+from .backbones import (RepLResNet, RepLResNetV1c, RepLSwinTransformer,  # noqa: E402
+                        RepLVisionTransformer)
 
-__all__ = ['RepLResNet', 'RepLResNetV1c']
+__all__ = ['RepLResNet', 'RepLResNetV1c', 'RepLSwinTransformer', 'RepLVisionTransformer']

@@ -1,8 +1,8 @@
 """mmseg backbones with RepL: thin subclasses of mmseg's own classes."""
-from mmseg.models.backbones import ResNet, ResNetV1c
+from mmseg.models.backbones import ResNet, ResNetV1c, SwinTransformer, VisionTransformer
 from mmseg.registry import MODELS
 
-from repl_mm.models import RepLResNetMixin
+from repl_mm.models import RepLResNetMixin, RepLSwinMixin, RepLViTMixin
 
 
 @MODELS.register_module()
@@ -18,3 +18,13 @@ class RepLResNetV1c(RepLResNetMixin, ResNetV1c):
     Replaced blocks keep their own dilation; their kernels come from neighbours of the same
     stage, so with the default plan every synthesised kernel has the dilation it is used with.
     """
+
+
+@MODELS.register_module()
+class RepLSwinTransformer(RepLSwinMixin, SwinTransformer):
+    """mmseg ``SwinTransformer`` with RepL blocks (``repl_mm.models.RepLSwinMixin``)."""
+
+
+@MODELS.register_module()
+class RepLVisionTransformer(RepLViTMixin, VisionTransformer):
+    """mmseg ``VisionTransformer`` with RepL layers (``repl_mm.models.RepLViTMixin``)."""

@@ -1,4 +1,6 @@
 """Framework-independent parts of the RepL backbones (they need mmengine, no task framework)."""
-from .repl_backbone import RepLBackboneMixin, RepLResNetMixin
+from .repl_backbone import (RepLBackboneMixin, RepLResNetMixin, RepLSwinMixin,
+                            RepLTransformerMixin, RepLViTMixin)
 
-__all__ = ['RepLBackboneMixin', 'RepLResNetMixin']
+__all__ = ['RepLBackboneMixin', 'RepLResNetMixin', 'RepLSwinMixin', 'RepLTransformerMixin',
+           'RepLViTMixin']

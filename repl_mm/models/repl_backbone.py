@@ -40,13 +40,19 @@ class RepLBackboneMixin:
 
     repl_config: ReplacementConfig
     repl_plan: ReplacementPlan
+    #: name suffixes of tensors a fused replaced block keeps as its own parameters
+    repl_own_tensors: Tuple[str, ...] = ()
+    #: name suffix -> equal parts along dim 0 that shape adapters treat separately
+    repl_chunked_tensors: Dict[str, int] = {}
 
     def __init__(self, *args, repl: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.repl_config = ReplacementConfig.from_dict(repl)
         before = sum(p.numel() for p in self.parameters())
         self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config, log=_log,
-                                        light_spec=self.repl_light_spec)
+                                        light_spec=self.repl_light_spec,
+                                        own_tensors=self.repl_own_tensors,
+                                        chunked_tensors=self.repl_chunked_tensors)
         for _, block in replaced_blocks(self):
             for module in block.modules():
                 # A replaced block owns no weights, so its own init_cfg (e.g. mmdet's
@@ -98,3 +104,49 @@ class RepLResNetMixin(RepLBackboneMixin):
                             f'cannot be replaced by a light surrogate.')
         norm = getattr(block, 'norm3_name', None) or block.norm2_name
         return LightSpec('depthwise', 'conv2.weight', norm)
+
+
+class RepLTransformerMixin(RepLBackboneMixin):
+    """Transformer blocks (ViT layers, Swin blocks) of mmdet, mmseg and mmpretrain.
+
+    * Fused q, k, v projections (``qkv`` in mmpretrain and Swin, ``in_proj_*`` of
+      ``nn.MultiheadAttention`` in mmseg's ViT) are adapted part by part when neighbours differ.
+    * Swin's relative-position bias table (``(2w-1)^2 x heads``, 0.1% of a Swin-T block) stays the
+      replaced block's own parameter: its size follows the window and head count, and the Swin
+      classes resize pretrained tables in their own loading code, which expects one per block.
+    * Light surrogate: ``y = x + W norm(x) + b``, ``W, b`` synthesised from the neighbours'
+      attention output projection, ``norm`` the block's first LayerNorm
+      (``repl_mm.core.light``).
+    """
+
+    repl_own_tensors = ('relative_position_bias_table', )
+    repl_chunked_tensors = {'qkv.weight': 3, 'qkv.bias': 3, 'in_proj_weight': 3,
+                            'in_proj_bias': 3}
+
+    def repl_light_spec(self, block: nn.Module) -> LightSpec:
+        projection = next((path for path, m in block.named_modules()
+                           if isinstance(m, nn.Linear) and path.startswith('attn.')
+                           and path.rsplit('.', 1)[-1] in ('proj', 'out_proj')), None)
+        norm = next((name for name, m in block.named_children()
+                     if isinstance(m, nn.LayerNorm)), None)
+        if projection is None or norm is None:
+            raise PlanError(f"repl.kind='light': found no attention output projection or "
+                            f'LayerNorm in {type(block).__name__}.')
+        has_bias = block.get_submodule(projection).bias is not None
+        return LightSpec('linear', f'{projection}.weight', norm,
+                         bias=f'{projection}.bias' if has_bias else None)
+
+
+class RepLViTMixin(RepLTransformerMixin):
+    """Vision transformers: one stage, ``self.layers``."""
+
+    def repl_stages(self) -> List[Tuple[str, str]]:
+        return [('layers', 'layers')]
+
+
+class RepLSwinMixin(RepLTransformerMixin):
+    """Swin transformers: stage ``i`` is ``self.stages[i].blocks``; patch merging (the stage's
+    ``downsample``) is never replaced."""
+
+    def repl_stages(self) -> List[Tuple[str, str]]:
+        return [(f'stages.{i}', f'stages.{i}.blocks') for i in range(len(self.stages))]
