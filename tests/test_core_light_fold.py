@@ -159,3 +159,13 @@ def test_deepcopy_of_light_model_is_independent():
         twin.blocks[2].conv2.weight.zero_()
     assert twin.blocks[1].conv.weight.abs().sum() == 0
     assert net.blocks[1].conv.weight.abs().sum() > 0
+
+
+def test_removed_kind_deletes_the_planned_blocks():
+    net = conv_net(kind='removed')
+    assert [type(b).__name__ for b in net.blocks] == [
+        'Bottleneck', 'RemovedBlock', 'Bottleneck', 'RemovedBlock', 'Bottleneck']
+    x = torch.randn(1, 32, 4, 4)
+    torch.testing.assert_close(net.blocks[1](x), x)
+    assert sum(p.numel() for p in net.parameters()) == 3 * sum(
+        p.numel() for p in Bottleneck().parameters())

@@ -1,25 +1,14 @@
 #!/usr/bin/env bash
-# Distributed testing: tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [test.py options...]
-# One process per GPU on CUDA (NCCL); on a machine without CUDA, NUM_PROCESSES CPU processes (gloo).
+# Distributed testing: tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [tools/test.py options]
+# (NUM_PROCESSES GPUs with NCCL, or CPU processes with gloo where there is no CUDA).
 set -euo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: $0 CONFIG CHECKPOINT NUM_PROCESSES [tools/test.py options]" >&2
     exit 2
 fi
+DIR=$(cd "$(dirname "$0")" && pwd)
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3
 shift 3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-DIR=$(cd "$(dirname "$0")" && pwd)
-PYTHON=${PYTHON:-python}
-if [ -z "${OMP_NUM_THREADS:-}" ]; then
-    # share the CPU cores between the processes instead of oversubscribing them
-    export OMP_NUM_THREADS=$(( $(nproc) / NPROC > 0 ? $(nproc) / NPROC : 1 ))
-fi
-exec "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" --nproc_per_node="$NPROC" --master_port="$PORT" \
-    "$DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+exec "$DIR/dist_launch.sh" "$NPROC" "$DIR/test.py" "$CONFIG" "$CHECKPOINT" "$@"

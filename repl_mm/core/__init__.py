@@ -8,14 +8,14 @@ from .errors import AdapterError, CheckpointMismatchError, PlanError, ReplError
 from .fold import fold_replaced_blocks
 from .light import LightConvSurrogate, LightLinearSurrogate, LightSpec
 from .plan import ReplacementPlan, default_blocks, resolve_plan
-from .replace import (COEFFICIENTS, ReplacementConfig, is_replaced, replace_blocks,
-                      replaced_blocks)
+from .replace import (COEFFICIENTS, RemovedBlock, ReplacementConfig, is_replaced,
+                      replace_blocks, replaced_blocks)
 from .synthesis import GRANULARITIES, NeighbourSynthesis, synthesised_numel
 
 __all__ = [
     'ADAPTERS', 'COEFFICIENTS', 'GRANULARITIES', 'AdapterError', 'CheckpointMismatchError',
     'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis', 'PlanError',
-    'fold_replaced_blocks', 'ReplError', 'ReplacementConfig', 'ReplacementPlan',
+    'fold_replaced_blocks', 'RemovedBlock', 'ReplError', 'ReplacementConfig', 'ReplacementPlan',
     'build_adapter', 'default_blocks', 'is_replaced', 'replace_blocks', 'replaced_blocks',
     'resolve_plan', 'synthesised_numel'
 ]

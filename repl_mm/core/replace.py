@@ -37,7 +37,7 @@ from .synthesis import GRANULARITIES, NeighbourSynthesis, coefficient_key
 
 COEFFICIENTS = 'repl_coefficients'
 ADAPTER_MODULES = 'repl_adapters'
-KINDS = ('fused', 'light')
+KINDS = ('fused', 'light', 'removed')
 
 Log = Callable[[str], None]
 _default_log: Log = logging.getLogger('repl_mm').info
@@ -51,7 +51,9 @@ class ReplacementConfig:
         blocks: ``None`` for the default plan, else ``{stage name or index: [block indices]}``
             (see ``plan``).
         kind: ``'fused'``: the whole block runs with synthesised parameters; ``'light'``: the
-            block is replaced by one cheap synthesised operator inside its residual (``light``).
+            block is replaced by one cheap synthesised operator inside its residual (``light``);
+            ``'removed'``: not RepL but its baseline, the planned blocks are deleted (identity),
+            the cost floor any surrogate must justify itself against.
         granularity: one ``(a, b)`` pair per parameter tensor (``'tensor'``), per output channel
             of each tensor (``'channel'``), or per top-level child module of the block
             (``'submodule'``, e.g. one for attention and one for the MLP).
@@ -130,9 +132,9 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
     """
     containers = {name: backbone.get_submodule(path) for name, path in stages}
     plan = resolve_plan([(name, len(containers[name])) for name, _ in stages], config.blocks)
-    if config.kind == 'light' and light_spec is None:
-        raise ReplError(f"repl.kind='light': {type(backbone).__name__} declares no light "
-                        f"surrogate for its blocks; use kind='fused'.")
+    if config.kind in ('light', 'removed') and light_spec is None:
+        raise ReplError(f"repl.kind={config.kind!r}: {type(backbone).__name__} declares no "
+                        f"light surrogate for its blocks; use kind='fused'.")
     for stage, index in plan.replaced:
         (prev_stage, prev_index), (next_stage, next_index) = plan.neighbours((stage, index))
         args = (containers[stage][index], f'{stage}[{index}]',
@@ -141,8 +143,11 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
                 dict(chunked_tensors))
         if config.kind == 'fused':
             _replace_fused(*args, tuple(own_tensors))
-        else:
+        elif config.kind == 'light':
             containers[stage][index] = _replace_light(*args, light_spec(args[0]))
+        else:
+            light_spec(args[0])  # raises for a block that changes its input's shape
+            containers[stage][index] = RemovedBlock()
     if plan.replaced:
         backbone.register_load_state_dict_pre_hook(_StateDictGuard(log, config.warm_start))
     return plan
@@ -246,6 +251,13 @@ def _install_synthesis(holder: nn.Module, name: str, targets: List['_Target'],
                                        (side_adapters[0], side_adapters[1]),
                                        config.detach_neighbours)
         parametrize.register_parametrization(target.owner, target.name, synthesis, unsafe=True)
+
+
+class RemovedBlock(nn.Module):
+    """A deleted block (``kind='removed'``): returns its input; extra block arguments ignored."""
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return x
 
 
 def _counterpart(neighbour: nn.Module, neighbour_name: str, owner_path: str, tensor_name: str,
