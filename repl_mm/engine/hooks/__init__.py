@@ -1,3 +1,4 @@
 from .repl_checkpoint_hook import ReplCheckpointHook
+from .training_cost_hook import TrainingCostHook
 
-__all__ = ['ReplCheckpointHook']
+__all__ = ['ReplCheckpointHook', 'TrainingCostHook']

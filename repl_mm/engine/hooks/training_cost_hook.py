@@ -1,0 +1,120 @@
+"""Log what training costs: peak memory, parameter and optimizer-state sizes, RepL coefficients."""
+from typing import Dict, List, Optional
+
+from mmengine.hooks import Hook, LoggerHook
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
+from mmengine.registry import HOOKS
+
+from repl_mm.analysis.cost import (CudaPeakMemory, PeakMemoryMeter, coefficient_means,
+                                   peak_memory_meter, state_costs, structure_costs)
+from repl_mm.core import replaced_blocks
+
+
+@HOOKS.register_module()
+class TrainingCostHook(Hook):
+    """At every training log line, put the training's costs into the message hub.
+
+    Enable with ``custom_hooks = [dict(type='TrainingCostHook')]``. Every value goes through
+    ``runner.message_hub.update_scalar('train/<key>', value)`` before ``LoggerHook`` runs, so it
+    reaches the text log, ``vis_data/scalars.json`` and every visualizer backend as ``<key>``:
+
+    * peak memory since the previous log line, in MiB: ``cost/cuda_peak_allocated_mb`` and
+      ``cost/cuda_peak_reserved_mb`` on CUDA, ``cost/cpu_peak_rss_mb`` (the process's peak
+      resident set size) on CPU (``repl_mm.analysis.cost.PeakMemoryMeter``);
+    * ``cost/params_synthesised`` (values computed from neighbours, not stored) and
+      ``cost/replaced_blocks``: written once at the start of training;
+      ``cost/params_trainable``, ``cost/params_frozen``, ``cost/grad_bytes`` and
+      ``cost/optimizer_state_bytes``: at the start and at each log line where they changed (e.g.
+      the optimizer state after the first step). Every log line shows the latest value;
+    * ``repl/<block path>/a`` and ``repl/<block path>/b``: the mean of each replaced block's
+      coefficients (e.g. ``repl/backbone.layer3.3/a``).
+
+    Args:
+        interval (int, optional): log every ``interval`` training iterations. ``None`` (default):
+            exactly at the ``LoggerHook``'s training log lines.
+        sample_period (float): seconds between samples of the resident set size where the
+            kernel's own peak (``VmHWM``) cannot be reset; unused otherwise.
+    """
+
+    priority = 'NORMAL'  # above LoggerHook (BELOW_NORMAL): values are in before it logs
+
+    def __init__(self, interval: Optional[int] = None, sample_period: float = 0.02) -> None:
+        if interval is not None and interval < 1:
+            raise ValueError(f'TrainingCostHook: interval must be >= 1 or None, got {interval}.')
+        self.interval = interval
+        self.sample_period = sample_period
+        self._meter: Optional[PeakMemoryMeter] = None
+        self._logger_hook: Optional[LoggerHook] = None
+        self._blocks: List = []
+        self._counts: Dict[str, int] = {}
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        self._blocks = replaced_blocks(model)
+        self._logger_hook = next((h for h in runner.hooks if isinstance(h, LoggerHook)), None)
+        device = next(model.parameters()).device
+        self._meter = peak_memory_meter(device, self.sample_period)
+        self._meter.reset()
+        runner.logger.info(
+            f'TrainingCostHook: peak memory from {self._describe_source()}; '
+            f'{len(self._blocks)} replaced blocks; logged '
+            + ('at every log line.' if self.interval is None else
+               f'every {self.interval} iterations.'))
+        for key, value in structure_costs(model).items():
+            runner.message_hub.update_scalar(f'train/cost/{key}', value)
+        self._counts = {}
+        self._update_counts(runner)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not self._due(runner, batch_idx):
+            return
+        hub = runner.message_hub
+        # mmengine's LogProcessor reads and resets the CUDA peaks itself at its log lines
+        reset = not (isinstance(self._meter, CudaPeakMemory) and self._logger_logs(runner,
+                                                                                    batch_idx))
+        for key, value in self._meter.read(reset=reset).items():
+            hub.update_scalar(f'train/cost/{key}', value)
+        self._update_counts(runner)
+        for path, (a, b) in coefficient_means(self._blocks).items():
+            hub.update_scalar(f'train/repl/{path}/a', a)
+            hub.update_scalar(f'train/repl/{path}/b', b)
+
+    def after_train(self, runner) -> None:
+        if self._meter is not None:
+            self._meter.close()
+
+    def _update_counts(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        wrapper = runner.optim_wrapper
+        wrappers = (wrapper.optim_wrappers.values() if isinstance(wrapper, OptimWrapperDict)
+                    else [wrapper])
+        counts = state_costs(model, [w.optimizer for w in wrappers])
+        for key, value in counts.items():
+            if self._counts.get(key) != value:
+                runner.message_hub.update_scalar(f'train/cost/{key}', value)
+        self._counts = counts
+
+    def _logger_logs(self, runner, batch_idx: int) -> bool:
+        """Whether ``LoggerHook`` writes a training log line after this iteration (its own
+        condition)."""
+        logger = self._logger_hook
+        if logger is None:
+            return False
+        if logger.every_n_inner_iters(batch_idx, logger.interval):
+            return True
+        return (logger.end_of_epoch(runner.train_dataloader, batch_idx)
+                and (not logger.ignore_last or len(runner.train_dataloader) <= logger.interval))
+
+    def _due(self, runner, batch_idx: int) -> bool:
+        if self.interval is not None:
+            return self.every_n_train_iters(runner, self.interval)
+        return self._logger_logs(runner, batch_idx)
+
+    def _describe_source(self) -> str:
+        return {'cuda': 'torch.cuda max_memory_allocated / max_memory_reserved',
+                'vmhwm': "the kernel's peak resident set size (VmHWM), reset at each line",
+                'sampled': f'the resident set size sampled every {self.sample_period * 1e3:g} '
+                           f'ms (VmHWM cannot be reset here)',
+                None: 'nowhere (no /proc on this system): no CPU memory is logged'
+                }[self._meter.source]
