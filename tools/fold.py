@@ -2,39 +2,19 @@
 
     python tools/fold.py CONFIG CHECKPOINT OUT_DIR
 
-Writes ``OUT_DIR/<config name>_folded.pth``: ``{'state_dict', 'meta'}`` with every replaced block's
-synthesised weights materialised as the plain block's own, holding only tensors and primitive types
-(it loads with ``torch.load(weights_only=True)``, so with stock mmengine under torch >= 2.6), and
-``OUT_DIR/<config name>_folded.py``: the same config with the plain backbone (``RepLResNet`` ->
-``ResNet``, no ``repl``), without repl-mm's ``custom_imports`` and hooks. The folded backbone is
-checked against the RepL one (same outputs) before anything is written.
-
-Fused kind only: a light surrogate folds into a small module of repl-mm, not into the plain block
-(see ``repl_mm.core.fold``), so it has no stock config; evaluate light checkpoints with repl-mm's
-``tools/test.py``.
+Writes ``OUT_DIR/<config name>_folded.pth`` (plain weights; loads with ``weights_only=True``) and
+``OUT_DIR/<config name>_folded.py`` (the plain config, without repl-mm), after checking that the
+folded backbone gives the RepL backbone's outputs (``repl_mm.engine.fold_checkpoint``). Fused kind
+only: a light surrogate folds into a module of repl-mm, so evaluate light checkpoints with
+repl-mm's ``tools/test.py``.
 """
 import argparse
-import copy
-import os
 import os.path as osp
-from collections import OrderedDict
-from typing import Any, Dict, List, Set, Tuple
 
-import numpy as np
-import torch
 from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
-from mmengine.registry import MODELS, Registry, init_default_scope
-from mmengine.runner import load_checkpoint
 
-import repl_mm
-from repl_mm.analysis import plain_model_cfg
-from repl_mm.core import (COEFFICIENTS, CheckpointMismatchError, ReplError,
-                          fold_replaced_blocks)
-from repl_mm.engine import trusted_checkpoint_globals
 from repl_mm.engine.cli import run_tool
-
-_DROP = object()
+from repl_mm.engine.fold_checkpoint import fold_checkpoint
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,156 +28,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def primitive(value: Any) -> Any:
-    """``value`` with only str / int / float / bool / None / list / tuple / dict, or ``_DROP``."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        items = [primitive(v) for v in value]
-        return _DROP if any(v is _DROP for v in items) else type(value)(items)
-    if isinstance(value, dict):
-        items = {k: primitive(v) for k, v in value.items() if isinstance(k, (str, int))}
-        return {k: v for k, v in items.items() if v is not _DROP}
-    return _DROP
-
-
-def repl_mm_types() -> Set[str]:
-    """Names of the classes repl-mm registers, in every registry of every framework."""
-    import mmengine.registry as root
-    stack = [r for r in vars(root).values() if isinstance(r, Registry)]
-    names = set()
-    while stack:
-        registry = stack.pop()
-        names |= {name for name, cls in registry.module_dict.items()
-                  if getattr(cls, '__module__', '').startswith('repl_mm')}
-        stack.extend(registry.children.values())
-    return names
-
-
-def _types(value: Any, path: str = '') -> List[Tuple[str, str]]:
-    """``(config path, type)`` of every ``type=...`` in a config tree."""
-    found = []
-    if isinstance(value, dict):
-        if isinstance(value.get('type'), str):
-            found.append((path or '.', value['type']))
-        for key, item in value.items():
-            found += _types(item, f'{path}.{key}' if path else str(key))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found += _types(item, f'{path}[{index}]')
-    return found
-
-
-def plain_config(cfg: Config) -> Tuple[Config, List[str]]:
-    """The config with the plain backbone, without repl-mm's imports, hooks and optimizer wrapper.
-
-    Returns the config and the ``'path (type)'`` of anything in it that still needs repl-mm
-    (e.g. a backbone class that only repl-mm defines); then repl-mm's ``custom_imports`` stay.
-    """
-    tree = copy.deepcopy(cfg.to_dict())
-    tree['model'] = plain_model_cfg(tree['model'])
-    ours = repl_mm_types()
-
-    def is_ours(cfg_type: str) -> bool:
-        return cfg_type.rpartition('.')[2] in ours
-
-    hooks = [h for h in tree.get('custom_hooks') or [] if not is_ours(str(h.get('type', '')))]
-    if hooks:
-        tree['custom_hooks'] = hooks
-    else:
-        tree.pop('custom_hooks', None)
-    optim_wrapper = tree.get('optim_wrapper') or {}
-    if is_ours(str(optim_wrapper.get('type', ''))):
-        print_log(f'{optim_wrapper["type"]} (repl-mm) -> OptimWrapper in the plain config.',
-                  logger='current')
-        optim_wrapper['type'] = 'OptimWrapper'
-    custom_keys = (optim_wrapper.get('paramwise_cfg') or {}).get('custom_keys') or {}
-    custom_keys.pop(COEFFICIENTS, None)
-    tree.update(load_from=None, resume=False)
-    still_ours = [f'{path} ({t})' for path, t in _types(tree) if is_ours(t)]
-    imports = tree.get('custom_imports')
-    if imports and not still_ours:
-        modules = [m for m in imports.get('imports', []) if not m.split('.')[0] == 'repl_mm']
-        if modules:
-            imports['imports'] = modules
-        else:
-            tree.pop('custom_imports')
-    return Config(tree), still_ours
-
-
-def load_repl_checkpoint(model: torch.nn.Module, filename: str) -> Dict[str, Any]:
-    """Load ``filename`` into the RepL model, every key matching; return the checkpoint."""
-    try:
-        with trusted_checkpoint_globals():
-            return load_checkpoint(model, filename, map_location='cpu', strict=True,
-                                   logger='current')
-    except RuntimeError as error:
-        raise CheckpointMismatchError(
-            f'{filename} does not fit the RepL model built from the config:\n{error}') from error
-
-
-def backbone_outputs(model: torch.nn.Module) -> List[torch.Tensor]:
-    """The backbone's outputs on a fixed random image (eval mode), as a list."""
-    generator = torch.Generator().manual_seed(0)
-    channels = getattr(model.backbone, 'in_channels', 3)
-    image = torch.randn(1, channels, 64, 64, generator=generator)
-    with torch.no_grad():
-        outputs = model.backbone(image)
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-
-
 def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    plain_cfg, still_ours = plain_config(cfg)
-    kind = (cfg.model.backbone.get('repl') or {}).get('kind', 'fused')
-    if kind != 'fused':
-        raise ReplError(
-            f"repl.kind={kind!r}: folding a light surrogate gives a small module of repl-mm "
-            f"(LightConvSurrogate / LightLinearSurrogate), not the plain block, so the folded "
-            f"model has no stock-framework config and inference with it still needs repl-mm. "
-            f"Evaluate the RepL checkpoint with repl-mm's tools/test.py instead.")
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model = MODELS.build(cfg.model).eval()
-    checkpoint = load_repl_checkpoint(model, args.checkpoint)
-    reference = backbone_outputs(model)
-    repl_meta = model.backbone.repl_meta()
-    folded = fold_replaced_blocks(model)
-
-    plain = MODELS.build(plain_cfg.model).eval()
-    try:
-        plain.load_state_dict(model.state_dict(), strict=True)
-    except RuntimeError as error:
-        raise ReplError(f'The folded weights do not fit the plain model '
-                        f'({plain_cfg.model.backbone.type}):\n{error}') from error
-    for index, (expected, actual) in enumerate(zip(reference, backbone_outputs(plain))):
-        error = (actual - expected).abs().max().item() / max(expected.abs().max().item(), 1e-12)
-        if error > 1e-4:
-            raise ReplError(f'Folding changed backbone output {index}: relative error '
-                            f'{error:.2e}.')
-
     name = osp.splitext(osp.basename(args.config))[0]
-    os.makedirs(args.out_dir, exist_ok=True)
-    config_path = osp.join(args.out_dir, f'{name}_folded.py')
-    weights_path = osp.join(args.out_dir, f'{name}_folded.pth')
-    plain_cfg.dump(config_path)
-    meta = primitive(checkpoint.get('meta') or {}) if isinstance(checkpoint, dict) else {}
-    meta.pop('repl', None)
-    meta.update(cfg=plain_cfg.pretty_text, repl_folded=dict(
-        checkpoint=osp.basename(args.checkpoint), folded_blocks=folded,
-        repl_mm_version=repl_mm.__version__, **repl_meta))
-    state_dict = OrderedDict((k, v.detach().cpu().contiguous())
-                             for k, v in plain.state_dict().items())
-    torch.save({'state_dict': state_dict, 'meta': meta}, weights_path)
-    print(f'folded {len(folded)} blocks ({", ".join(folded) or "none"}) of {args.checkpoint}')
-    print(f'weights: {weights_path}\nconfig:  {config_path}')
-    if still_ours:
+    result = fold_checkpoint(cfg, args.checkpoint, args.out_dir, name)
+    print(f'folded {len(result.folded_blocks)} blocks '
+          f'({", ".join(result.folded_blocks) or "none"}) of {args.checkpoint}')
+    print(f'weights: {result.weights}\nconfig:  {result.config}')
+    if result.still_needs_repl_mm:
         print(f'warning: the plain config still uses classes of repl-mm, so it keeps repl-mm in '
-              f'custom_imports: {", ".join(still_ours)}')
+              f'custom_imports: {", ".join(result.still_needs_repl_mm)}')
 
 
 if __name__ == '__main__':
