@@ -5,9 +5,10 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
-from repl_mm.engine import (check_data_paths, load_checkpoint_strictly, prepare_launcher,
-                            trusted_checkpoint_globals)
+from repl_mm.engine import (check_data_paths, finish_launcher, load_checkpoint_strictly,
+                            prepare_launcher, trusted_checkpoint_globals)
 from repl_mm.engine.cli import add_common_args, merge_test_args, run_tool
+from repl_mm.engine.errors import check_datasets_not_empty, explain_errors
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,11 +25,13 @@ def main() -> None:
     check_data_paths(cfg, ('test', ))
     prepare_launcher(cfg)
     runner = Runner.from_cfg(cfg)
-    with trusted_checkpoint_globals():
+    with trusted_checkpoint_globals(), explain_errors(cfg, args.checkpoint):
+        check_datasets_not_empty(runner, ('test', ))
         load_checkpoint_strictly(runner, args.checkpoint)
         metrics = runner.test()
     for name, value in metrics.items():
         print(f'{name}: {value}')
+    finish_launcher()
 
 
 if __name__ == '__main__':

@@ -5,8 +5,10 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
-from repl_mm.engine import check_data_paths, prepare_launcher, trusted_checkpoint_globals
+from repl_mm.engine import (check_data_paths, finish_launcher, prepare_launcher,
+                            trusted_checkpoint_globals)
 from repl_mm.engine.cli import add_common_args, merge_train_args, run_tool
+from repl_mm.engine.errors import check_datasets_not_empty, explain_errors
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,8 +29,10 @@ def main() -> None:
     check_data_paths(cfg, ('train', 'val'))
     prepare_launcher(cfg)
     runner = Runner.from_cfg(cfg)
-    with trusted_checkpoint_globals():
+    with trusted_checkpoint_globals(), explain_errors(cfg):
+        check_datasets_not_empty(runner, ('train', 'val'))
         runner.train()
+    finish_launcher()
 
 
 if __name__ == '__main__':

@@ -5,12 +5,14 @@ Registered in mmengine's root registries, so mmdet, mmseg and mmpretrain configs
 from .checkpoint import (UntrustedCheckpointError, load_checkpoint_strictly,
                          trusted_checkpoint_globals)
 from .data_check import DataNotFoundError, check_data_paths
-from .hooks import ReplCheckpointHook
-from .launch import prepare_launcher
+from .hooks import (ReplCheckpointHook, ReplNaNGuardHook, ReplSafeCheckpointHook, RNGStateHook,
+                    TrainingCostHook)
+from .launch import finish_launcher, prepare_launcher
 from .optim_wrapper import CPUAutocastOptimWrapper
 
 __all__ = [
-    'CPUAutocastOptimWrapper', 'DataNotFoundError', 'ReplCheckpointHook',
+    'CPUAutocastOptimWrapper', 'DataNotFoundError', 'RNGStateHook', 'ReplCheckpointHook',
+    'ReplNaNGuardHook', 'ReplSafeCheckpointHook', 'TrainingCostHook', 'finish_launcher',
     'UntrustedCheckpointError', 'check_data_paths', 'load_checkpoint_strictly', 'prepare_launcher',
     'trusted_checkpoint_globals'
 ]

@@ -6,6 +6,7 @@ hub) fail to load on resume and test. Rather than ``weights_only=False`` (which 
 run arbitrary code), repl-mm's tools run under ``trusted_checkpoint_globals()``: exactly the
 globals an mmengine checkpoint holds are allowed, and any other pickled object is still refused.
 """
+import contextlib
 import pickle
 from contextlib import contextmanager
 from typing import Iterator, List
@@ -40,16 +41,21 @@ def trusted_checkpoint_globals() -> Iterator[None]:
     Raises:
         UntrustedCheckpointError: when a checkpoint holds any other pickled object.
     """
-    with torch.serialization.safe_globals(checkpoint_globals()):
+    safe_globals = getattr(torch.serialization, 'safe_globals', None)  # torch >= 2.5
+    context = safe_globals(checkpoint_globals()) if safe_globals else contextlib.nullcontext()
+    with context:
         try:
             yield
         except pickle.UnpicklingError as error:
+            refused = [line.strip() for line in str(error).splitlines()
+                       if 'GLOBAL' in line or 'Unsupported' in line]
             raise UntrustedCheckpointError(
                 f'Refused to load a checkpoint: it holds a pickled object that is not on '
                 f"repl-mm's allow-list of mmengine checkpoint contents, and unpickling it could "
-                f'run arbitrary code. Details from torch: {str(error).splitlines()[0]} ... '
-                f'If you trust the file, load it yourself with torch.load(..., '
-                f'weights_only=False) and save its state_dict.') from error
+                f'run arbitrary code. torch says: '
+                f'{" ".join(refused) or str(error).splitlines()[0]} If you trust the file, '
+                f'load it yourself with torch.load(..., weights_only=False) and save its '
+                f'state_dict.') from error
 
 
 def load_checkpoint_strictly(runner, filename: str) -> None:

@@ -44,7 +44,10 @@ def missing_data_paths(cfg: Config, splits: Tuple[str, ...]) -> List[str]:
                 path = ann_file if osp.isabs(ann_file) else osp.join(root, ann_file)
                 if not osp.isfile(path):
                     missing.append(f'{path} ({where}.ann_file)')
-            for key, prefix in (dataset.get('data_prefix') or {}).items():
+            prefixes = dataset.get('data_prefix') or {}
+            if isinstance(prefixes, str):  # e.g. mmpretrain's data_prefix='train'
+                prefixes = {'img_path': prefixes}
+            for key, prefix in prefixes.items():
                 path = prefix if osp.isabs(prefix) else osp.join(root, prefix)
                 if prefix and not osp.isdir(path):
                     missing.append(f'{path} ({where}.data_prefix.{key})')
