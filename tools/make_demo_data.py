@@ -2,10 +2,13 @@
 
     python tools/make_demo_data.py coco --out data/demo_coco --num-train 200 --num-val 50 \
         --seed 0 --image-size 160
+    python tools/make_demo_data.py cityscapes --out data/demo_cityscapes --num-train 40 \
+        --num-val 10 --seed 0 --image-size 128 256
+    python tools/make_demo_data.py fashion-mnist --out data/fashion_mnist --num-train 10000
 
 The first argument picks the dataset kind; each kind is one entry of ``KINDS`` (its CLI options
-and the package function that does the work), so another kind (e.g. ``cityscapes``) is one more
-entry.  A second run with the same options leaves the data untouched (see ``--overwrite``).
+and the package function that does the work).  A second run with the same options leaves the data
+untouched (see ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import json
 import sys
 from typing import Any, Callable, NamedTuple
 
-from repl_mm.demo import DEFAULT_CLASSES, FASHION_MNIST_CLASSES, make_coco_demo
+from repl_mm.demo import (DEFAULT_CLASSES, FASHION_MNIST_CLASSES, make_cityscapes_demo,
+                          make_coco_demo, make_fashion_mnist_demo)
+
+FMNIST_DIR = '/usr/share/datasets/fashion-mnist'
 
 
 class Kind(NamedTuple):
@@ -47,9 +53,53 @@ def _coco_generate(args: argparse.Namespace) -> dict[str, Any]:
                           overwrite=args.overwrite)
 
 
+def _cityscapes_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--out', default='data/demo_cityscapes', help='dataset root')
+    parser.add_argument('--num-train', type=int, default=40)
+    parser.add_argument('--num-val', type=int, default=10)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--image-size', type=int, nargs=2, default=[128, 256],
+                        metavar=('HEIGHT', 'WIDTH'), help='2:1 like Cityscapes')
+    parser.add_argument('--cities-train', nargs='+', default=['demotrain0', 'demotrain1'])
+    parser.add_argument('--cities-val', nargs='+', default=['demoval0'])
+    parser.add_argument('--fmnist-dir', default=FMNIST_DIR,
+                        help='folder with the Fashion-MNIST *-ubyte.gz files')
+    parser.add_argument('--no-color', action='store_true', help='skip *_gtFine_color.png')
+    parser.add_argument('--overwrite', action='store_true', help='regenerate even if up to date')
+
+
+def _cityscapes_generate(args: argparse.Namespace) -> dict[str, Any]:
+    return make_cityscapes_demo(args.out, num_train=args.num_train, num_val=args.num_val,
+                                seed=args.seed, image_size=tuple(args.image_size),
+                                cities_train=args.cities_train, cities_val=args.cities_val,
+                                fmnist_dir=args.fmnist_dir, overwrite=args.overwrite,
+                                write_color=not args.no_color)
+
+
+def _fashion_mnist_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--out', default='data/fashion_mnist', help='dataset root')
+    parser.add_argument('--num-train', type=int, default=None,
+                        help='keep the first N training items (default: all 60,000)')
+    parser.add_argument('--num-val', type=int, default=None,
+                        help='keep the first N test items (default: all 10,000)')
+    parser.add_argument('--fmnist-dir', default=FMNIST_DIR,
+                        help='folder with the Fashion-MNIST *-ubyte.gz files')
+    parser.add_argument('--overwrite', action='store_true', help='rewrite even if up to date')
+
+
+def _fashion_mnist_generate(args: argparse.Namespace) -> dict[str, Any]:
+    return make_fashion_mnist_demo(args.out, num_train=args.num_train, num_val=args.num_val,
+                                   fmnist_dir=args.fmnist_dir, overwrite=args.overwrite)
+
+
 KINDS: dict[str, Kind] = {
     'coco': Kind('instance segmentation, COCO layout (Fashion-MNIST items on canvases)',
                  _coco_args, _coco_generate),
+    'cityscapes': Kind('semantic segmentation, Cityscapes layout (street scenes with '
+                       'Fashion-MNIST objects)', _cityscapes_args, _cityscapes_generate),
+    'fashion-mnist': Kind('classification: Fashion-MNIST (or its first items) uncompressed, '
+                          "as mmpretrain's FashionMNIST reads it", _fashion_mnist_args,
+                          _fashion_mnist_generate),
 }
 
 
@@ -62,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         summary = KINDS[args.kind].generate(args)
-    except (ValueError, TypeError, FileExistsError) as err:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
         parser.error(str(err))
     state = 'up to date, skipped' if summary.get('skipped') else 'written'
     print(f'{args.kind} demo data {state}: {summary["out_dir"]}')
