@@ -22,9 +22,8 @@ _base_ = [
     'mmpretrain::_base_/datasets/cifar10_bs16.py',
     'mmpretrain::_base_/schedules/cifar10_bs128.py',
     'mmpretrain::_base_/default_runtime.py',
+    './_base_/repl_runtime.py'
 ]
-
-custom_imports = dict(imports=['repl_mm'], allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',
@@ -49,5 +48,3 @@ param_scheduler = dict(type='MultiStepLR', by_epoch=True, milestones=[82, 123], 
 train_cfg = dict(by_epoch=True, max_epochs=164, val_interval=1)
 
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3))
-# Record the replacement plan in every checkpoint's meta.
-custom_hooks = [dict(type='ReplCheckpointHook')]

@@ -1,8 +1,6 @@
 # RepL-ViT-B/16 on ImageNet-1k: mmpretrain's own ViT-B/16 config, with the encoder's layers
 # 1, 3, 5, 7 and 9 replaced (the default plan; ViT's 12 layers count as one stage).
-_base_ = 'mmpretrain::vision_transformer/vit-base-p16_64xb64_in1k.py'
-
-custom_imports = dict(imports=['repl_mm'], allow_failed_imports=False)
+_base_ = ['mmpretrain::vision_transformer/vit-base-p16_64xb64_in1k.py', './_base_/repl_runtime.py']
 
 model = dict(backbone=dict(type='RepLVisionTransformer', repl=dict()))
 
@@ -10,6 +8,3 @@ model = dict(backbone=dict(type='RepLVisionTransformer', repl=dict()))
 # the position embedding).
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'repl_coefficients': dict(decay_mult=0.)}))
-
-# Record the replacement plan in every checkpoint's meta.
-custom_hooks = [dict(type='ReplCheckpointHook')]

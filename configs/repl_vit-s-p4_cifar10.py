@@ -6,9 +6,8 @@
 _base_ = [
     'mmpretrain::_base_/datasets/cifar10_bs16.py',
     'mmpretrain::_base_/default_runtime.py',
+    './_base_/repl_runtime.py'
 ]
-
-custom_imports = dict(imports=['repl_mm'], allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',
@@ -51,5 +50,3 @@ val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3))
-# Record the replacement plan in every checkpoint's meta.
-custom_hooks = [dict(type='ReplCheckpointHook')]

@@ -1,9 +1,7 @@
 # UPerNet with a RepL-ResNet-50 (ResNetV1c) backbone on Cityscapes: mmseg's own 80k config, with
 # the backbone replaced by the default RepL plan (layer1[1], layer2[1], layer3[1, 3], layer4[1]).
 # The base's SyncBN is kept (see docs/configs.md for CPU).
-_base_ = 'mmseg::upernet/upernet_r50_4xb2-80k_cityscapes-512x1024.py'
-
-custom_imports = dict(imports=['repl_mm'], allow_failed_imports=False)
+_base_ = ['mmseg::upernet/upernet_r50_4xb2-80k_cityscapes-512x1024.py', './_base_/repl_runtime.py']
 
 model = dict(backbone=dict(type='RepLResNetV1c', repl=dict()))
 
@@ -11,6 +9,3 @@ model = dict(backbone=dict(type='RepLResNetV1c', repl=dict()))
 # weights towards zero.
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'repl_coefficients': dict(decay_mult=0.)}))
-
-# Record the replacement plan in every checkpoint's meta.
-custom_hooks = [dict(type='ReplCheckpointHook')]

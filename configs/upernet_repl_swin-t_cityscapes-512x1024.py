@@ -5,9 +5,9 @@
 # with 19 classes. RepL: the default plan (stages.2 blocks 1 and 3).
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py', 'mmseg::_base_/datasets/cityscapes.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py',
+    './_base_/repl_runtime.py'
 ]
-custom_imports = dict(imports=['repl_mm'], allow_failed_imports=False)
 
 crop_size = (512, 1024)
 data_preprocessor = dict(size=crop_size)
@@ -49,6 +49,3 @@ param_scheduler = [
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
-
-# Record the replacement plan in every checkpoint's meta.
-custom_hooks = [dict(type='ReplCheckpointHook')]

@@ -110,11 +110,11 @@ def test_variants_of_a_plain_config(tmp_path):
 
 
 @pytest.mark.parametrize('repl, plain', [
-    ('demo_mask_rcnn_repl_r50', 'demo_mask_rcnn_r50'),
-    ('demo_deeplabv3plus_repl_r50', 'demo_deeplabv3plus_r50')])
+    ('demo/mask_rcnn_repl_r50_demo', 'benchmarks/demo_mask_rcnn_r50'),
+    ('demo/deeplabv3plus_repl_r50_demo', 'benchmarks/demo_deeplabv3plus_r50')])
 def test_plain_twins_differ_only_in_the_backbone(repl, plain):
-    repl_cfg = Config.fromfile(str(ROOT / f'configs/benchmarks/{repl}.py'))
-    plain_cfg = Config.fromfile(str(ROOT / f'configs/benchmarks/{plain}.py'))
+    repl_cfg = Config.fromfile(str(ROOT / f'configs/{repl}.py'))
+    plain_cfg = Config.fromfile(str(ROOT / f'configs/{plain}.py'))
     assert {'type': 'TrainingCostHook'} in repl_cfg.custom_hooks
     repl_cfg.model = plain_model_cfg(repl_cfg.model)
     assert repl_cfg.pretty_text == plain_cfg.pretty_text

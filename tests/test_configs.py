@@ -19,8 +19,8 @@ from repl_mm.core import COEFFICIENTS, replaced_blocks
 
 from conftest import ROOT
 
-# the model configs and the demos; configs/benchmarks/ holds the demos again with a cost hook, and
-# their plain-backbone twins (tests/test_benchmark_tool.py)
+# the model configs and the demos; configs/benchmarks/ holds the demos' plain-backbone twins
+# (tests/test_benchmark_tool.py) and the accuracy benchmark's configs
 CONFIGS = sorted(str(p.relative_to(ROOT)) for folder in ('configs', 'configs/demo')
                  for p in (ROOT / folder).glob('*.py'))
 R50_PLAN = {'layer1': [1], 'layer2': [1], 'layer3': [1, 3], 'layer4': [1]}
@@ -106,7 +106,8 @@ def batch(cfg: Config, n: int) -> dict:
 def test_config_trains_and_evaluates_with_the_default_plan(config):
     cfg = load(config)
     assert 'repl_mm' in cfg.custom_imports.imports
-    assert 'ReplCheckpointHook' in [hook.type for hook in cfg.custom_hooks]
+    assert [hook.type for hook in cfg.custom_hooks] == [  # configs/_base_/repl_runtime.py
+        'ReplCheckpointHook', 'RNGStateHook', 'TrainingCostHook', 'ReplNaNGuardHook']
     assert 'blocks' not in cfg.model.backbone.repl  # the default plan
     torch.manual_seed(0)
     model = build(cfg)

@@ -28,9 +28,9 @@ from repl_mm.analysis.results import summarize_run
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: run -> config; each RepL config and its plain twin differ only in the backbone
 RUNS = {
-    'mask-rcnn-repl-r50': 'configs/benchmarks/demo_mask_rcnn_repl_r50.py',
+    'mask-rcnn-repl-r50': 'configs/demo/mask_rcnn_repl_r50_demo.py',
     'mask-rcnn-r50': 'configs/benchmarks/demo_mask_rcnn_r50.py',
-    'deeplabv3plus-repl-r50': 'configs/benchmarks/demo_deeplabv3plus_repl_r50.py',
+    'deeplabv3plus-repl-r50': 'configs/demo/deeplabv3plus_repl_r50_demo.py',
     'deeplabv3plus-r50': 'configs/benchmarks/demo_deeplabv3plus_r50.py',
 }
 #: metric columns: (heading, key in the validation log)

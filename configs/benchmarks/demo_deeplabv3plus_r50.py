@@ -1,7 +1,7 @@
-# Plain twin of demo_deeplabv3plus_repl_r50.py: mmseg's ResNetV1c-50 (D8) with exactly the RepL
+# Plain twin of configs/demo/deeplabv3plus_repl_r50_demo.py: mmseg's ResNetV1c-50 (D8) with exactly the RepL
 # backbone's other arguments (what repl_mm.analysis.plain_model_cfg makes of it; a test checks
 # they agree), the same data, schedule, seed and hooks.
-_base_ = './demo_deeplabv3plus_repl_r50.py'
+_base_ = '../demo/deeplabv3plus_repl_r50_demo.py'
 
 model = dict(
     backbone=dict(

@@ -1,7 +1,7 @@
-# Plain twin of demo_mask_rcnn_repl_r50.py: mmdet's ResNet-50 with exactly the RepL backbone's
+# Plain twin of configs/demo/mask_rcnn_repl_r50_demo.py: mmdet's ResNet-50 with exactly the RepL backbone's
 # other arguments (what repl_mm.analysis.plain_model_cfg makes of it; a test checks they agree),
 # the same data, schedule, seed and hooks.
-_base_ = './demo_mask_rcnn_repl_r50.py'
+_base_ = '../demo/mask_rcnn_repl_r50_demo.py'
 
 model = dict(
     backbone=dict(
