@@ -75,7 +75,8 @@ test-slow: install
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q -m slow
 
 # Train Mask R-CNN RepL-R50 from scratch on generated COCO-layout data, evaluate it on the held-out
-# val split, and compare trainable parameters with the plain ResNet-50.
+# val split, plot its training curves (loss, memory, s/iter, coefficients) and compare trainable
+# parameters with the plain ResNet-50.
 DEMO_CFG  := configs/demo/mask_rcnn_repl_r50_demo.py
 DEMO_WORK := work_dirs/demo_mask_rcnn_repl_r50
 demo: install
@@ -83,4 +84,5 @@ demo: install
 	OMP_NUM_THREADS=2 $(PY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_WORK)
 	OMP_NUM_THREADS=2 $(PY) tools/test.py $(DEMO_CFG) $(DEMO_WORK)/iter_150.pth \
 		--work-dir $(DEMO_WORK)/test
+	$(PY) tools/analysis/plot_logs.py $(DEMO_WORK) --out $(DEMO_WORK)/training_curves.png
 	$(PY) tools/analysis/compare_params.py $(DEMO_CFG)

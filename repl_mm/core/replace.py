@@ -345,7 +345,10 @@ def warm_start_coefficients(module: nn.Module, blocks: List[Tuple[str, nn.Module
     from the same state dict, and writes the result into ``state_dict`` as the coefficients'
     entries. Returns ``{block path: ||residual|| / ||P||}`` for the blocks it fitted.
     """
-    paths = {id(m): p for p, m in module.named_modules()}
+    # neighbours by tensor identity, not module identity: SyncBN -> BN conversion (mmengine's
+    # revert_sync_batchnorm) puts new modules in the tree around the same parameter tensors
+    names = {id(t): n for n, t in module.named_parameters(remove_duplicate=False)}
+    names.update((id(t), n) for n, t in module.named_buffers(remove_duplicate=False))
     errors = {}
     for block_path, block in blocks:
         groups: Dict[str, List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
@@ -355,7 +358,8 @@ def warm_start_coefficients(module: nn.Module, blocks: List[Tuple[str, nn.Module
             for tensor_name, parametrizations in owner.parametrizations.items():
                 synthesis = parametrizations[0]
                 keys = [f'{block_path}.{owner_path}.{tensor_name}'] + [
-                    f'{paths[id(n)]}.{synthesis.tensor_name}' for n in synthesis.neighbours]
+                    names.get(id(getattr(n, synthesis.tensor_name)), '')
+                    for n in synthesis.neighbours]
                 if not all(k in incoming for k in keys):
                     continue
                 own, p_prev, p_next = (state_dict[incoming[k]].detach().double() for k in keys)
