@@ -206,3 +206,33 @@ def test_warm_start_from_plain_weights_after_syncbn_revert(tmp_path):
     assert len(before) == 15 and all(
         not torch.equal(after[n], value) and torch.isfinite(after[n]).all()
         for n, value in before.items())
+
+
+# README's three upstream configs, used as they ship: only the backbone type, repl=dict() and
+# custom_imports change
+UPSTREAM = {
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py': 'RepLSwinTransformer',
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py':
+    'RepLSwinTransformer',
+    'mmpretrain::vision_transformer/vit-base-p16_64xb64_in1k.py': 'RepLVisionTransformer',
+}
+
+
+@pytest.mark.parametrize('base', list(UPSTREAM))
+def test_upstream_config_as_is_trains_with_repl(base, tmp_path):
+    text = (f"_base_ = '{base}'\n"
+            "custom_imports = dict(imports=['repl_mm'], allow_failed_imports=False)\n"
+            f"model = dict(backbone=dict(type='{UPSTREAM[base]}', repl=dict()))\n")
+    path = tmp_path / 'repl_upstream.py'
+    path.write_text(text)
+    cfg = load(str(path))
+    torch.manual_seed(0)
+    model = build(cfg)
+    assert len(replaced_blocks(model.backbone)) >= 2
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    model.train()
+    for _ in range(2):
+        losses = model.train_step(batch(cfg, 2), wrapper)
+        assert all(torch.isfinite(v).all() for v in losses.values()), losses
+    model.eval()
+    assert len(model.val_step(batch(cfg, 1))) == 1
