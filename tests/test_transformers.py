@@ -171,3 +171,22 @@ def test_int8_dynamic_quantization_of_a_folded_vit():
     assert not torch.equal(got, expected)
     error = (got - expected).norm() / expected.norm()
     assert error < 0.05
+
+
+@pytest.mark.parametrize('scope, cfg, size', CASES)
+def test_repl_trains_what_the_plain_backbone_trains(scope, cfg, size):
+    """Without frozen stages, every parameter that trains in the plain backbone trains in the RepL
+    one, except the replaced blocks' (synthesised); upstream freezing must not leak in (mmpretrain's
+    ViT freezes its embeddings whenever its _freeze_stages runs)."""
+    torch.manual_seed(0)
+    repl = build(scope, cfg)
+    plain = plain_twin(scope, cfg)
+    replaced = {f'{stage}.{i}.' if stage == 'layers' else f'{stage}.blocks.{i}.'
+                for stage, indices in repl.repl_plan.to_dict().items() for i in indices}
+    trained = {n for n, p in plain.named_parameters() if p.requires_grad
+               and not any(n.startswith(prefix) for prefix in replaced)}
+    repl_trained = {n for n, p in repl.named_parameters() if p.requires_grad
+                    and COEFFICIENTS not in n}
+    own = {n for n in repl_trained if any(n.startswith(prefix) for prefix in replaced)}
+    assert repl_trained - own == trained
+    assert all('relative_position_bias_table' in n for n in own)  # Swin's own tables only

@@ -59,8 +59,9 @@ class RepLBackboneMixin:
                 # zero_init_residual override) has nothing to initialise.
                 if getattr(module, 'init_cfg', None) is not None:
                     module.init_cfg = None
-        if hasattr(self, '_freeze_stages'):
-            # Upstream froze its stages before the coefficients existed.
+        if hasattr(self, '_freeze_stages') and getattr(self, 'frozen_stages', -1) > 0:
+            # Upstream froze its stages before the coefficients existed. Only where stages are
+            # frozen, as upstream: mmpretrain's ViT freezes its embeddings in any call.
             self._freeze_stages()
         after = sum(p.numel() for p in self.parameters())
         _log(f'RepL {type(self).__name__} ({self.repl_config.kind}): replaced '
