@@ -15,11 +15,9 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-
 import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.analysis.benchmark import VARIANTS, format_markdown, run_benchmark
-from repl_mm.engine.cli import run_tool
+from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,16 +45,13 @@ def parse_args() -> argparse.Namespace:
                         'than the config\'s own where it freezes stages already')
     parser.add_argument('--drop-path-rate', type=float, default=0.1,
                         help='drop_path_rate of the stochastic-depth peer')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value pairs')
+    add_cfg_options(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args)
     name = osp.splitext(osp.basename(args.config))[0]
     out = args.out or osp.join('work_dirs', 'benchmarks',
                                name + ('_backbone' if args.backbone_only else ''))

@@ -11,9 +11,7 @@ repl-mm's ``tools/test.py``.
 import argparse
 import os.path as osp
 
-from mmengine.config import Config, DictAction
-
-from repl_mm.engine.cli import run_tool
+from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
 from repl_mm.engine.fold_checkpoint import fold_checkpoint
 
 
@@ -23,16 +21,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='the RepL checkpoint (a Runner checkpoint or a '
                         'state dict)')
     parser.add_argument('out_dir', help='where to write <name>_folded.pth and <name>_folded.py')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value pairs')
+    add_cfg_options(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args)
     name = osp.splitext(osp.basename(args.config))[0]
     result = fold_checkpoint(cfg, args.checkpoint, args.out_dir, name)
     print(f'folded {len(result.folded_blocks)} blocks '

@@ -13,11 +13,9 @@ import json
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-
 import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.analysis.cost import cost_report, format_markdown
-from repl_mm.engine.cli import run_tool
+from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,16 +31,13 @@ def parse_args() -> argparse.Namespace:
                         help='input size; default: from the test pipeline')
     parser.add_argument('--batch-size', type=int,
                         help='batch of the measured steps; default: the config\'s train batch')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value pairs')
+    add_cfg_options(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args)
     with contextlib.redirect_stdout(sys.stderr):  # model-building logs must not mix with JSON
         report = cost_report(cfg, osp.relpath(args.config), measure=args.measure,
                              device=args.device, iters=args.iters, shape=args.shape,
