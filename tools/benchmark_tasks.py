@@ -40,10 +40,16 @@ METRICS = [('box AP', 'coco/bbox_mAP'), ('box AP50', 'coco/bbox_mAP_50'),
 
 
 def train(config: str, work_dir: str) -> None:
+    """``tools/train.py CONFIG`` into ``work_dir``; its output goes to ``<work_dir>.log``."""
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     env.setdefault('OMP_NUM_THREADS', '2')
-    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir',
-                    work_dir], cwd=ROOT, env=env, check=True)
+    os.makedirs(osp.dirname(work_dir), exist_ok=True)
+    with open(work_dir + '.log', 'w') as log:
+        code = subprocess.call([sys.executable, osp.join(ROOT, 'tools', 'train.py'), config,
+                                '--work-dir', work_dir], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    if code != 0:
+        raise SystemExit(f'training {config} failed (exit {code}); see {work_dir}.log')
 
 
 def backbone_counts(config: str) -> dict:
