@@ -2,6 +2,7 @@
 optimizer hold at that iteration."""
 import glob
 import json
+import mmap
 import os.path as osp
 import time
 
@@ -84,9 +85,22 @@ def test_hook_logs_memory_counts_and_coefficients(tmp_path):
     assert 'cost/cpu_peak_rss_mb: ' in open(text_log).read()
 
 
+class FreshPages:
+    """``mib`` MiB of new anonymous pages, touched (so resident), unmapped on ``release()``.
+
+    ``mmap`` rather than ``np.ones``: after earlier tests freed large arrays, malloc may serve a
+    big request from heap memory that is still resident, and the RSS would not grow."""
+
+    def __init__(self, mib: int) -> None:
+        self.map = mmap.mmap(-1, mib * MIB)
+        np.frombuffer(self.map, dtype=np.uint8)[:] = 1
+
+    def release(self) -> None:
+        self.map.close()
+
+
 def _peak_after_allocating(meter: ProcessPeakMemory, mib: int) -> int:
-    block = np.ones(mib * MIB, dtype=np.uint8)  # touched, so resident
-    del block
+    FreshPages(mib).release()
     return meter.read()['cpu_peak_rss_mb']
 
 
@@ -104,9 +118,9 @@ def test_cpu_peak_memory_falls_back_to_sampling(monkeypatch):
     try:
         assert meter.source == 'sampled'
         base = meter.current_mb()
-        block = np.ones(300 * MIB, dtype=np.uint8)
+        block = FreshPages(300)
         time.sleep(0.05)  # a few sampling periods while the block is resident
-        del block
+        block.release()
         assert meter.read()['cpu_peak_rss_mb'] >= base + 290
         assert meter.read()['cpu_peak_rss_mb'] < base + 100
     finally:
