@@ -1,5 +1,6 @@
 """Shared fixtures: generated demo data, the repository root, subprocess runner for tools."""
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -36,3 +37,25 @@ def rename_categories(ann_file: Path, names: dict) -> None:
     for category in data['categories']:
         category['name'] = names[category['name']]
     ann_file.write_text(json.dumps(data))
+
+
+class LogRecords(logging.Handler):
+    """Collects the messages of the log records it handles."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """For modules of in-process runs of tiny models: one thread is as fast, and steadier on a busy
+    machine (``pytestmark = pytest.mark.usefixtures('one_thread')``)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

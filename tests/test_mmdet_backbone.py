@@ -1,6 +1,5 @@
 """RepLResNet in mmdet: the foundation contract on a real ResNet-50."""
 import copy
-import logging
 
 import pytest
 import torch
@@ -12,6 +11,8 @@ from mmengine.registry import init_default_scope
 
 import repl_mm  # noqa: F401
 from repl_mm.core import COEFFICIENTS, PlanError, is_replaced, synthesised_numel
+
+from conftest import LogRecords
 
 init_default_scope('mmdet')
 
@@ -111,14 +112,6 @@ def test_coefficients_get_no_weight_decay():
             expected = 0.0 if id(param) in coefficient_ids else 1e-4
             assert group['weight_decay'] == expected
 
-
-class LogRecords(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
 
 
 @pytest.mark.parametrize('warm_start', [True, False])

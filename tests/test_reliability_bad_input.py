@@ -29,13 +29,7 @@ def tiny_data(tmp_path_factory):
     return make_tiny_classification_data(tmp_path_factory.mktemp('tiny_cls'))
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """The in-process runs train a tiny model: one thread is as fast, and steadier."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def coco_copy(coco_demo, tmp_path):

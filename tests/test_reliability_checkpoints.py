@@ -3,7 +3,6 @@ initialises a RepL model (replaced blocks' weights ignored or used for the warm 
 checkpoint is refused by a model with another plan, a folded checkpoint loads into the stock
 model with strict=True. Real framework configs, with a narrow ResNet-34 (base 16 channels)."""
 import copy
-import logging
 
 import pytest
 import torch
@@ -18,6 +17,8 @@ import repl_mm  # noqa: F401
 from repl_mm.core import COEFFICIENTS, CheckpointMismatchError, fold_replaced_blocks, \
     replaced_blocks
 from repl_mm.engine.launch import convert_sync_bn
+
+from conftest import LogRecords
 
 # framework: (base config, plain backbone, RepL backbone, backbone and model overrides, size)
 FRAMEWORKS = {
@@ -40,13 +41,7 @@ REPLACED = ['backbone.layer1.1', 'backbone.layer2.1', 'backbone.layer3.1', 'back
 _model_cfgs = {}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """These models are tiny: one thread is as fast, and steadier on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def build(framework, repl=None):
@@ -90,14 +85,6 @@ def forward(model, size):
         inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
         return tree_leaves(model(inputs, mode='tensor'))
 
-
-class LogRecords(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
 
 
 def load_logged(model, filename, strict=False):

@@ -52,17 +52,16 @@ def train(config: str, work_dir: str) -> None:
         raise SystemExit(f'training {config} failed (exit {code}); see {work_dir}.log')
 
 
-def backbone_counts(config: str) -> dict:
-    cfg = Config.fromfile(osp.join(ROOT, config))
+def parameter_counts(cfg: Config) -> dict:
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
     return {part: count.to_dict() for part, count in count_parameters(model).items()}
 
 
 def result_of(name: str, config: str, work_dir: str) -> dict:
+    cfg = Config.fromfile(osp.join(ROOT, config))
     return dict(run=name, config=config, **summarize_run(work_dir),
-                params=backbone_counts(config),
-                backbone=Config.fromfile(osp.join(ROOT, config)).model.backbone.type)
+                params=parameter_counts(cfg), backbone=cfg.model.backbone.type)
 
 
 def markdown(results: list) -> str:
