@@ -1,6 +1,9 @@
 """tools/benchmark.py run as a user would on a tiny classifier, the variants it derives from real
 configs, and the plain twins of tools/benchmark_tasks.py."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from matplotlib.image import imread
@@ -8,7 +11,7 @@ from mmengine.config import Config
 
 import repl_mm  # noqa: F401
 from repl_mm.analysis import plain_model_cfg
-from repl_mm.analysis.benchmark import variant_specs
+from repl_mm.analysis.benchmark import STEADY_MALLOC, variant_specs
 
 from conftest import ROOT, run_tool
 
@@ -49,6 +52,7 @@ def test_benchmark_tool_on_a_tiny_classifier(tmp_path):
     assert result.stdout.strip().startswith(markdown.strip()[:40])
     assert imread(str(out / 'benchmark.png')).shape[0] > 100
     assert report['settings']['batch_size'] == 8 and report['settings']['threads'] == 1
+    assert report['settings']['malloc'] == 'steady' and 'malloc steady' in markdown
     variants = by_name(report)
     assert list(variants) == ['baseline', 'repl-fused', 'repl-light', 'removed']
     base, fused, light, removed = (variants[n] for n in variants)
@@ -57,6 +61,7 @@ def test_benchmark_tool_on_a_tiny_classifier(tmp_path):
         assert variant['error'] is None and len(variant['runs']) == 1
         assert len(variant['runs'][0]['seconds']) == 2 and variant['time']['median'] > 0
         assert variant['memory']['peak_mb'] > 100
+        assert variant['time']['minor_faults_per_step'] >= 0
         assert variant['batch_input_shape'] == [8, 3, 32, 32]
     assert base['ratios']['time'] == base['ratios']['trainable_backbone'] == 1.0
     assert base['ratios']['peak_mb'] == base['ratios']['flops_model'] == 1.0
@@ -75,6 +80,31 @@ def test_benchmark_tool_on_a_tiny_classifier(tmp_path):
     assert removed['params']['backbone']['synthesised'] == 0
     assert fused['ratios']['trainable_backbone'] == pytest.approx(
         counts['trainable'] / plain['trainable'])
+
+
+FAULTS = '''
+import resource, torch
+torch.set_num_threads(1)
+for _ in range(10):  # a 48 MiB tensor, allocated, touched and freed; glibc's heap needs a few
+    torch.empty(12 << 20).fill_(1.)  # rounds until the holes fit posix_memalign's requests
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    torch.empty(12 << 20).fill_(1.)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+'''
+
+
+def test_steady_malloc_reuses_freed_memory():
+    """The workers' allocator setting: with glibc's defaults a large freed tensor goes back to
+    the kernel and every new one faults its pages in again; with STEADY_MALLOC it is reused."""
+    env = {k: v for k, v in os.environ.items() if k not in STEADY_MALLOC}
+    faults = {}
+    for name, extra in (('system', {}), ('steady', STEADY_MALLOC)):
+        result = subprocess.run([sys.executable, '-c', FAULTS], env=dict(env, **extra),
+                                capture_output=True, text=True, check=True)
+        faults[name] = int(result.stdout.split()[-1])
+    assert faults['system'] > 5 * 10000  # 12,288 pages a tensor
+    assert faults['steady'] < 1000
 
 
 def test_variants_follow_the_backbone_class():

@@ -2,7 +2,8 @@
 
     python tools/benchmark.py CONFIG [--backbone-only] [--repeats 3] [--iters 10] [--warmup 3]
         [--batch-size N] [--shape H W] [--variants baseline repl-fused ...] [--out DIR]
-        [--device cpu|cuda] [--threads N] [--frozen-stages K] [--cfg-options ...]
+        [--device cpu|cuda] [--threads N] [--frozen-stages K] [--malloc steady|system]
+        [--cfg-options ...]
 
 Variants: baseline (the plain backbone), repl-fused, repl-light, removed (the same plan's blocks
 deleted), and where the backbone class supports them frozen-stages, checkpointing (with_cp),
@@ -16,7 +17,8 @@ import os.path as osp
 import sys
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
-from repl_mm.analysis.benchmark import VARIANTS, format_markdown, run_benchmark
+from repl_mm.analysis.benchmark import (MALLOC_MODES, VARIANTS, format_markdown,
+                                        run_benchmark)
 from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
 
 
@@ -40,6 +42,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, help='torch threads of every worker; default: '
                         'this process\'s (OMP_NUM_THREADS)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--malloc', choices=MALLOC_MODES, default='steady',
+                        help='steady: workers keep freed memory in glibc\'s heap (no page '
+                        'faults from re-touching it, which otherwise vary by tens of thousands '
+                        'a step between processes); system: the environment\'s allocator')
     parser.add_argument('--frozen-stages', type=int,
                         help='frozen_stages of the frozen-stages peer; default 1, or one more '
                         'than the config\'s own where it freezes stages already')
@@ -61,6 +67,7 @@ def main() -> None:
         iters=args.iters, warmup=args.warmup, batch_size=args.batch_size, shape=args.shape,
         device=args.device, threads=args.threads, seed=args.seed,
         frozen_stages=args.frozen_stages, drop_path_rate=args.drop_path_rate,
+        malloc=args.malloc,
         log=lambda message: print(message, file=sys.stderr, flush=True))
     print(format_markdown(report))
     print(f'\nWritten: {osp.join(out, "benchmark.json")}, benchmark.md, benchmark.png',

@@ -13,8 +13,8 @@ runs are not comparable with those of a quiet machine, so the report names the j
 trainable parameters, seconds per iteration and peak memory of the same runs.
 
 Settings: ``resnet32`` is the issue's reference (800 iterations, batch 128, all 60k images);
-``resnet32-long`` trains 5x longer, ``resnet32-w4`` is a 4x narrower network (4/8/16 channels)
-and ``resnet32-6k`` sees the first 6,000 training images only (``make_demo_data.py fashion-mnist
+``resnet32-long`` trains 5x longer, ``resnet32-w4`` is a 4x narrower network (4/8/16 channels),
+``resnet32-w4-long`` trains that narrow network 3x longer (2,400 iterations), and ``resnet32-6k`` sees the first 6,000 training images only (``make_demo_data.py fashion-mnist
 --num-train 6000 --out data/fashion_mnist_6k``): the places where deleting blocks might cost
 accuracy that RepL can then win back.
 """
@@ -45,6 +45,10 @@ SETTINGS: Dict[str, tuple] = {
                                'default_hooks.checkpoint.interval=4000']),
     'resnet32-w4': (RESNET, ['model.backbone.stem_channels=4', 'model.backbone.base_channels=4',
                              'model.head.in_channels=16']),
+    'resnet32-w4-long': (RESNET, ['model.backbone.stem_channels=4', 'model.backbone.base_channels=4',
+                                  'model.head.in_channels=16', 'train_cfg.max_iters=2400',
+                                  'train_cfg.val_interval=2400', 'param_scheduler.1.end=2400',
+                                  'default_hooks.checkpoint.interval=2400']),
     'resnet32-6k': (RESNET, ['train_dataloader.dataset.data_root=data/fashion_mnist_6k/']),
     'vit': (VIT, []),
 }

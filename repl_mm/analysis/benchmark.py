@@ -18,6 +18,14 @@ after another, with the same seed, thread count and synthetic batch; the variant
 order on even repeats and in reverse order on odd ones, so a drifting machine load favours none.
 Workers run with ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it: on a shared CPU,
 spinning OpenMP threads otherwise stall for whole scheduler slices (see ``_run_worker``).
+With ``malloc='steady'`` (the default) they also run with glibc's ``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` at 1 GiB (``STEADY_MALLOC``), so that freed activations stay in the
+heap and are reused: with glibc's defaults, tensors over 32 MiB are always fresh ``mmap``s and
+smaller ones are given back to the kernel whenever the heap top is free, and the minor page faults
+of re-touching that memory (0 to 43,000 a step for the same ResNet-32 step, depending on the
+allocation history of the process, not on the model) swamp differences of a few percent between
+variants. ``malloc='system'`` keeps the environment's allocator; each worker reports its
+``minor_faults_per_step`` either way.
 A worker builds its variant, runs ``warmup + iters`` training steps and reports the seconds of
 each timed step and the peak memory of the timed steps; the first repeat of each variant also
 counts FLOPs on a freshly built, identically seeded copy (after the timing, so it cannot touch the
@@ -41,6 +49,7 @@ import json
 import os
 import os.path as osp
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -298,10 +307,12 @@ def measure_variant(config: str, mode: str, batch_size: int, shape: Tuple[int, i
     before = (meter.current_mb() if isinstance(meter, ProcessPeakMemory) else
               torch.cuda.memory_allocated(device) // MIB)
     seconds, cpu_seconds = [], []
+    faults_start = 0
     try:
         for index in range(warmup + iters):
             if index == warmup:
                 meter.reset()
+                faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start, cpu_start = time.perf_counter(), time.process_time()
             step()
             _sync(device)
@@ -310,10 +321,12 @@ def measure_variant(config: str, mode: str, batch_size: int, shape: Tuple[int, i
             log(f'step {index + 1}/{warmup + iters}{" (warm-up)" if index < warmup else ""}: '
                 f'{seconds[-1]:.3f} s')
         memory = meter.read()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_start
     finally:
         meter.close()
     peak = memory.get('cpu_peak_rss_mb', memory.get('cuda_peak_allocated_mb'))
     result.update(seconds=seconds, cpu_seconds=cpu_seconds, memory_source=meter.source,
+                  minor_faults_per_step=faults / max(iters, 1),
                   memory_before_mb=before, **memory)
     if peak is not None:
         result.update(peak_mb=peak, training_mb=peak - before)
@@ -338,6 +351,7 @@ class BenchmarkSettings:
     seed: int = 0
     threads: int = 1
     device: str = 'cpu'
+    malloc: str = 'steady'
 
 
 @dataclass
@@ -371,7 +385,13 @@ def resolve_device(device: Optional[str]) -> str:
     return device
 
 
-def _run_worker(spec: dict, spec_path: str, result_path: str, log_path: str) -> dict:
+#: glibc tunables of ``malloc='steady'``: no mmap for blocks under 1 GiB, no trimming of the heap
+STEADY_MALLOC = dict(MALLOC_MMAP_THRESHOLD_=str(1 << 30), MALLOC_TRIM_THRESHOLD_=str(1 << 30))
+MALLOC_MODES = ('steady', 'system')
+
+
+def _run_worker(spec: dict, spec_path: str, result_path: str, log_path: str,
+                malloc: str = 'steady') -> dict:
     with open(spec_path, 'w') as file:
         json.dump(spec, file, indent=1)
     if osp.exists(result_path):
@@ -383,6 +403,9 @@ def _run_worker(spec: dict, spec_path: str, result_path: str, log_path: str) -> 
     # core: on this 2-core machine, with one other 2-thread job running, a RepL ResNet-20 step
     # (batch 8, 32x32) took 3.26 s with the default policy and 0.08 s with PASSIVE.
     env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+    if malloc == 'steady':
+        for key, value in STEADY_MALLOC.items():
+            env.setdefault(key, value)
     with open(log_path, 'w') as log_file:
         process = subprocess.run([sys.executable, '-m', WORKER, spec_path, result_path],
                                  stdout=log_file, stderr=subprocess.STDOUT, env=env)
@@ -405,6 +428,10 @@ def _summarize(result: VariantResult) -> None:
                        max=max(pooled),
                        repeat_medians=[statistics.median(seconds) for seconds in timed],
                        cores_busy=statistics.median(run['cores_busy'] for run in result.runs))
+    faults = [run['minor_faults_per_step'] for run in result.runs
+              if run.get('minor_faults_per_step') is not None]
+    if faults:
+        result.time['minor_faults_per_step'] = statistics.median(faults)
     for key in ('peak_mb', 'training_mb'):
         values = [run[key] for run in result.runs if run.get(key) is not None]
         if values:
@@ -442,7 +469,8 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
                   batch_size: Optional[int] = None, shape: Optional[Sequence[int]] = None,
                   device: Optional[str] = None, threads: Optional[int] = None, seed: int = 0,
                   frozen_stages: Optional[int] = None, drop_path_rate: float = 0.1,
-                  log: Callable[[str], None] = print) -> Dict[str, Any]:
+                  malloc: str = 'steady', log: Callable[[str], None] = print
+                  ) -> Dict[str, Any]:
     """Measure every variant (see the module docstring); write ``benchmark.json``,
     ``benchmark.md`` and ``benchmark.png`` to ``out_dir`` and return the JSON's content.
 
@@ -451,13 +479,15 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
     """
     if mode not in MODES:
         raise ReplError(f'mode {mode!r}: choose one of {MODES}.')
+    if malloc not in MALLOC_MODES:
+        raise ReplError(f'malloc {malloc!r}: choose one of {MALLOC_MODES}.')
     if 'baseline' not in variants:
         variants = ('baseline', *variants)
     variants = [v for v in VARIANTS if v in variants]
     device = resolve_device(device)
     settings = BenchmarkSettings(
         config=config_name, mode=mode, repeats=repeats, iters=iters, warmup=warmup, seed=seed,
-        device=device, threads=threads or torch.get_num_threads(),
+        device=device, threads=threads or torch.get_num_threads(), malloc=malloc,
         batch_size=batch_size or (cfg.get('train_dataloader') or {}).get('batch_size', 1),
         shape=tuple(shape) if shape else input_shape(cfg))
     specs = variant_specs(cfg, variants, device, frozen_stages, drop_path_rate)
@@ -489,7 +519,8 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
                         threads=settings.threads, device=device, flops=not result.flops)
             load = os.getloadavg()[0]
             output = _run_worker(spec, stem.format('runs') + '.spec.json',
-                                 stem.format('runs') + '.json', stem.format('logs') + '.log')
+                                 stem.format('runs') + '.json', stem.format('logs') + '.log',
+                                 malloc)
             elapsed = time.time() - started
             eta = elapsed / done * (total - done)
             if 'error' in output:
@@ -504,6 +535,7 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
             cores = sum(output['cpu_seconds'][warmup:]) / max(sum(timed), 1e-9)
             result.runs.append(dict(repeat=repeat, seconds=timed, load_average=load,
                                     cores_busy=cores,
+                                    minor_faults_per_step=output.get('minor_faults_per_step'),
                                     **{k: output.get(k) for k in (
                                         'peak_mb', 'training_mb', 'memory_before_mb',
                                         'memory_source', 'cpu_peak_rss_mb',
@@ -568,7 +600,8 @@ def format_markdown(report: Dict[str, Any]) -> str:
              + f', batch {settings["batch_size"]} at {h}x{w}'
              + (f' (model input {"x".join(map(str, shape))})' if shape else ''), '',
              f'{settings["device"]}, {settings["threads"]} threads, torch '
-             f'{environment["torch"]}; {settings["repeats"]} repeats (separate processes, order '
+             f'{environment["torch"]}, malloc {settings.get("malloc", "system")}; '
+             f'{settings["repeats"]} repeats (separate processes, order '
              f'reversed on odd repeats) x {settings["iters"]} timed iterations after '
              f'{settings["warmup"]} warm-up; load average '
              f'{environment["load_average_start"][0]:.1f} at the start, '
@@ -595,9 +628,9 @@ def format_markdown(report: Dict[str, Any]) -> str:
         lines.append('| ' + ' | '.join(cells) + ' |')
     memory_key = 'CUDA max allocated' if settings['device'] == 'cuda' else 'peak RSS'
     lines += ['', f'| variant | s/iter median | IQR | min-max | ratio (per-repeat range) | '
-              f'ratio of fastest repeats | cores busy | {memory_key} MiB | ratio | training MiB '
-              f'| ratio |',
-              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+              f'ratio of fastest repeats | cores busy | page faults / iter | {memory_key} MiB | '
+              f'ratio | training MiB | ratio |',
+              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for v in variants:
         if v['skipped'] or v['error']:
             continue
@@ -608,7 +641,8 @@ def format_markdown(report: Dict[str, Any]) -> str:
         lines.append(
             f'| {v["name"]} | {t["median"]:.3f} | {t["q1"]:.3f}-{t["q3"]:.3f} | '
             f'{t["min"]:.3f}-{t["max"]:.3f} | {time_ratio} | {_x(r.get("time_fastest"))} | '
-            f'{t["cores_busy"]:.2f} | {m.get("peak_mb", 0):,.0f} | '
+            f'{t["cores_busy"]:.2f} | {t.get("minor_faults_per_step", 0):,.0f} | '
+            f'{m.get("peak_mb", 0):,.0f} | '
             f'{_x(r.get("peak_mb"))} | {m.get("training_mb", 0):,.0f} | '
             f'{_x(r.get("training_mb"))} |')
     notes = [f'- {v["name"]}: not run ({v["skipped"]}).' for v in variants if v['skipped']]
@@ -620,6 +654,9 @@ def format_markdown(report: Dict[str, Any]) -> str:
               'fastest repeats compares the quickest process of each (the one least disturbed '
               'by other load). Cores busy: process CPU time / wall time of the timed steps '
               '(below the thread count: the step waited, for other processes or memory). '
+              'Page faults: minor page faults of the worker per timed iteration (memory the '
+              'allocator gave back to the kernel and touches again; malloc steady keeps freed '
+              'memory in the heap, see repl_mm/analysis/benchmark.py). '
               + ('Memory: the worker process\'s peak resident set size during the timed steps '
                  '(libraries and weights included); training MiB is that peak minus the '
                  'resident size before the first step.' if settings['device'] != 'cuda' else
