@@ -78,7 +78,11 @@ class LightConvSurrogate(nn.Module):
         self.norm = norm
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(x + self.norm(self.conv(x)))
+        out = self.norm(self.conv(x))
+        # in place on the norm's fresh output, as the ResNet blocks do: no (N, C, H, W)
+        # temporaries for the sum and the ReLU (norm backward does not read its output)
+        out += x
+        return out.relu_()
 
 
 class LightLinearSurrogate(nn.Module):
