@@ -116,39 +116,91 @@ def run_one(setting: str, variant: str, seed: int, out: str, jobs: int = 1,
           f'{summary["metrics"].get("accuracy/top1")} in {summary["wall_s"]:.0f} s', flush=True)
 
 
+def load_results(out: str, setting: str) -> Dict[str, List[dict]]:
+    """``{variant: [result of each seed present]}`` of one setting, in the family's order."""
+    rows = {}
+    for variant in VARIANTS[family(setting)]:
+        folder = osp.join(out, setting, variant)
+        results = []
+        for seed_dir in sorted(os.listdir(folder)) if osp.isdir(folder) else []:
+            path = osp.join(folder, seed_dir, 'result.json')
+            if osp.exists(path):
+                with open(path) as file:
+                    results.append(json.load(file))
+        if results:
+            rows[variant] = results
+    return rows
+
+
+def top1(results: List[dict]) -> List[float]:
+    return [r['metrics'].get('accuracy/top1', float('nan')) for r in results]
+
+
+def _std(values: List[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else float('nan')
+
+
+def gap_analysis(rows: Dict[str, List[dict]]) -> List[str]:
+    """The issue's questions, from the seeds present: does deleting the blocks lose more than two
+    baseline seed standard deviations, and what share of that gap do the RepL kinds recover?
+
+    A difference of means counts as beyond seed noise when it exceeds twice its standard error
+    ``sqrt(s1^2 / n1 + s2^2 / n2)`` (seed standard deviations, at least 2 seeds each).
+    """
+    if 'baseline' not in rows or 'removed' not in rows:
+        return []
+    base, removed = top1(rows['baseline']), top1(rows['removed'])
+    gap = statistics.mean(base) - statistics.mean(removed)
+    if len(base) < 2:
+        return [f'- removed loses {gap:.2f} points against the baseline (one baseline seed: '
+                f'seed noise unknown).']
+    lines = [f'- removed loses {gap:.2f} points against the baseline; two baseline seed '
+             f'standard deviations are {2 * _std(base):.2f} (blocks matter here: '
+             f'{"yes" if gap > 2 * _std(base) else "no"}).']
+    for variant in ('repl-fused', 'repl-light'):
+        if variant not in rows:
+            continue
+        values = top1(rows[variant])
+        gain = statistics.mean(values) - statistics.mean(removed)
+        error = (_std(values) ** 2 / len(values) + _std(removed) ** 2 / len(removed)) ** 0.5
+        share = f'{gain / gap:.0%} of the gap' if gap > 0 else 'no gap to recover'
+        noise = ('beyond seed noise' if gain > 2 * error else 'within seed noise'
+                 ) if error == error else 'noise unknown (one seed)'
+        lines.append(f'- {variant} recovers {gain:+.2f} points over removed, {share} '
+                     f'({noise}: 2 x standard error {2 * error:.2f}); '
+                     f'{statistics.mean(values) - statistics.mean(base):+.2f} against the '
+                     f'baseline.')
+    return lines
+
+
 def report(out: str) -> None:
     for setting in SETTINGS:
-        rows = []
-        for variant in VARIANTS[family(setting)]:
-            folder = osp.join(out, setting, variant)
-            results = []
-            for seed_dir in sorted(os.listdir(folder)) if osp.isdir(folder) else []:
-                path = osp.join(folder, seed_dir, 'result.json')
-                if osp.exists(path):
-                    with open(path) as file:
-                        results.append(json.load(file))
-            if results:
-                rows.append((variant, results))
+        rows = load_results(out, setting)
         if not rows:
             continue
         print(f'\n### {setting} ({SETTINGS[setting][0]})\n')
         machines = sorted({f'{r.get("device", "cpu, 2 threads")}, {r.get("jobs", 1)} '
-                           f'run(s) at a time' for _, results in rows for r in results})
+                           f'run(s) at a time' for results in rows.values() for r in results})
         print(f'Ran on: {"; ".join(machines)}.\n')
-        print('| variant | seeds | top-1 mean | top-1 std | trainable params | s/iter '
-              '| peak memory MiB | wall s / run |')
-        print('|---|---:|---:|---:|---:|---:|---:|---:|')
-        for variant, results in rows:
-            top1 = [r['metrics'].get('accuracy/top1', float('nan')) for r in results]
-            std = statistics.stdev(top1) if len(top1) > 1 else float('nan')
+        print('| variant | seeds | top-1 per seed | top-1 mean | top-1 std | trainable params '
+              '| s/iter | peak memory MiB | wall s / run |')
+        print('|---|---:|---|---:|---:|---:|---:|---:|---:|')
+        for variant, results in rows.items():
+            values = top1(results)
+            std = _std(values)
 
             def mean(key):
                 values = [r[key] for r in results if key in r]
                 return statistics.mean(values) if values else float('nan')
 
-            print(f'| {variant} | {len(results)} | {statistics.mean(top1):.2f} | {std:.2f} | '
+            seeds = ', '.join(f'{v:.2f} ({r["seed"]})' for v, r in zip(values, results))
+            print(f'| {variant} | {len(results)} | {seeds} | {statistics.mean(values):.2f} | '
+                  f'{"" if std != std else f"{std:.2f}"} | '
                   f'{mean("params_trainable"):,.0f} | {mean("s_per_iter"):.3f} | '
                   f'{mean("peak_memory_mb"):,.0f} | {mean("wall_s"):.0f} |')
+        analysis = gap_analysis(rows)
+        if analysis:
+            print('\n' + '\n'.join(analysis))
 
 
 def main() -> None:
