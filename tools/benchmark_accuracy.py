@@ -14,12 +14,14 @@ trainable parameters, seconds per iteration and peak memory of the same runs.
 
 Settings: ``resnet32`` is the issue's reference (800 iterations, batch 128, all 60k images);
 ``resnet32-long`` trains 5x longer, ``resnet32-w4`` is a 4x narrower network (4/8/16 channels),
-``resnet32-w4-long`` trains that narrow network 3x longer (2,400 iterations), and ``resnet32-6k`` sees the first 6,000 training images only (``make_demo_data.py fashion-mnist
+``resnet32-w4-long`` trains that narrow network 3x longer (2,400 iterations), and
+``resnet32-6k`` sees the first 6,000 training images only (``make_demo_data.py fashion-mnist
 --num-train 6000 --out data/fashion_mnist_6k``): the places where deleting blocks might cost
 accuracy that RepL can then win back.
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import statistics
@@ -37,18 +39,24 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RESNET = 'configs/benchmarks/fashion_mnist_resnet32.py'
 VIT = 'configs/benchmarks/fashion_mnist_vit.py'
 
+
+
+def schedule(iters: int) -> List[str]:
+    """--cfg-options that stretch the config's schedule (cosine decay, one validation and one
+    checkpoint at the end) to ``iters`` iterations."""
+    return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'param_scheduler.1.end={iters}', f'default_hooks.checkpoint.interval={iters}']
+
+
+#: the CIFAR ResNet at a quarter of its width: 4/8/16 channels
+NARROW = ['model.backbone.stem_channels=4', 'model.backbone.base_channels=4',
+          'model.head.in_channels=16']
 #: setting -> (config, --cfg-options shared by its variants)
 SETTINGS: Dict[str, tuple] = {
     'resnet32': (RESNET, []),
-    'resnet32-long': (RESNET, ['train_cfg.max_iters=4000', 'train_cfg.val_interval=4000',
-                               'param_scheduler.1.end=4000',
-                               'default_hooks.checkpoint.interval=4000']),
-    'resnet32-w4': (RESNET, ['model.backbone.stem_channels=4', 'model.backbone.base_channels=4',
-                             'model.head.in_channels=16']),
-    'resnet32-w4-long': (RESNET, ['model.backbone.stem_channels=4', 'model.backbone.base_channels=4',
-                                  'model.head.in_channels=16', 'train_cfg.max_iters=2400',
-                                  'train_cfg.val_interval=2400', 'param_scheduler.1.end=2400',
-                                  'default_hooks.checkpoint.interval=2400']),
+    'resnet32-long': (RESNET, schedule(4000)),
+    'resnet32-w4': (RESNET, NARROW),
+    'resnet32-w4-long': (RESNET, NARROW + schedule(2400)),
     'resnet32-6k': (RESNET, ['train_dataloader.dataset.data_root=data/fashion_mnist_6k/']),
     'vit': (VIT, []),
 }
@@ -164,10 +172,13 @@ def gap_analysis(rows: Dict[str, List[dict]]) -> List[str]:
         gain = statistics.mean(values) - statistics.mean(removed)
         error = (_std(values) ** 2 / len(values) + _std(removed) ** 2 / len(removed)) ** 0.5
         share = f'{gain / gap:.0%} of the gap' if gap > 0 else 'no gap to recover'
-        noise = ('beyond seed noise' if gain > 2 * error else 'within seed noise'
-                 ) if error == error else 'noise unknown (one seed)'
+        if math.isnan(error):
+            noise = 'seed noise unknown: one seed'
+        else:
+            noise = (f'{"beyond" if gain > 2 * error else "within"} seed noise: 2 x standard '
+                     f'error {2 * error:.2f}')
         lines.append(f'- {variant} recovers {gain:+.2f} points over removed, {share} '
-                     f'({noise}: 2 x standard error {2 * error:.2f}); '
+                     f'({noise}); '
                      f'{statistics.mean(values) - statistics.mean(base):+.2f} against the '
                      f'baseline.')
     return lines
@@ -190,12 +201,12 @@ def report(out: str) -> None:
             std = _std(values)
 
             def mean(key):
-                values = [r[key] for r in results if key in r]
-                return statistics.mean(values) if values else float('nan')
+                present = [r[key] for r in results if key in r]
+                return statistics.mean(present) if present else float('nan')
 
             seeds = ', '.join(f'{v:.2f} ({r["seed"]})' for v, r in zip(values, results))
             print(f'| {variant} | {len(results)} | {seeds} | {statistics.mean(values):.2f} | '
-                  f'{"" if std != std else f"{std:.2f}"} | '
+                  f'{"" if math.isnan(std) else f"{std:.2f}"} | '
                   f'{mean("params_trainable"):,.0f} | {mean("s_per_iter"):.3f} | '
                   f'{mean("peak_memory_mb"):,.0f} | {mean("wall_s"):.0f} |')
         analysis = gap_analysis(rows)
