@@ -10,12 +10,13 @@ from .light import LightConvSurrogate, LightLinearSurrogate, LightSpec
 from .plan import ReplacementPlan, default_blocks, resolve_plan
 from .replace import (COEFFICIENTS, RemovedBlock, ReplacementConfig, is_replaced,
                       replace_blocks, replaced_blocks)
-from .synthesis import GRANULARITIES, NeighbourSynthesis, synthesised_numel
+from .synthesis import (GRANULARITIES, BlockSynthesis, NeighbourSynthesis, block_syntheses,
+                        synthesised_numel)
 
 __all__ = [
-    'ADAPTERS', 'COEFFICIENTS', 'GRANULARITIES', 'AdapterError', 'CheckpointMismatchError',
-    'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis', 'PlanError',
-    'fold_replaced_blocks', 'RemovedBlock', 'ReplError', 'ReplacementConfig', 'ReplacementPlan',
-    'build_adapter', 'default_blocks', 'is_replaced', 'replace_blocks', 'replaced_blocks',
-    'resolve_plan', 'synthesised_numel'
+    'ADAPTERS', 'COEFFICIENTS', 'GRANULARITIES', 'AdapterError', 'BlockSynthesis',
+    'CheckpointMismatchError', 'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec',
+    'NeighbourSynthesis', 'PlanError', 'fold_replaced_blocks', 'RemovedBlock', 'ReplError',
+    'ReplacementConfig', 'ReplacementPlan', 'block_syntheses', 'build_adapter', 'default_blocks',
+    'is_replaced', 'replace_blocks', 'replaced_blocks', 'resolve_plan', 'synthesised_numel'
 ]

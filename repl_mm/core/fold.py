@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .replace import ADAPTER_MODULES, COEFFICIENTS, replaced_blocks
+from .synthesis import block_syntheses
 
 
 def fold_replaced_blocks(model: nn.Module) -> List[str]:
@@ -25,6 +26,8 @@ def fold_replaced_blocks(model: nn.Module) -> List[str]:
     """
     folded = []
     for path, block in replaced_blocks(model):
+        for group in block_syntheses(block):
+            group.remove()
         for module in list(block.modules()):
             if not parametrize.is_parametrized(module):
                 continue

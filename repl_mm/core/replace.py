@@ -33,7 +33,7 @@ from .adapters import ADAPTERS, build_adapter
 from .errors import CheckpointMismatchError, PlanError, ReplError
 from .light import DiagonalKernelAdapter, LightSpec, build_light_surrogate
 from .plan import ReplacementPlan, resolve_plan
-from .synthesis import GRANULARITIES, NeighbourSynthesis, coefficient_key
+from .synthesis import GRANULARITIES, BlockSynthesis, NeighbourSynthesis, coefficient_key
 
 COEFFICIENTS = 'repl_coefficients'
 ADAPTER_MODULES = 'repl_adapters'
@@ -226,6 +226,7 @@ def _install_synthesis(holder: nn.Module, name: str, targets: List['_Target'],
     holder.add_module(COEFFICIENTS, coefficients)
     holder.add_module(ADAPTER_MODULES, adapters)
     a, b = (float(v) for v in config.init)
+    syntheses = []
     for target in targets:
         side_adapters = []
         for side, source, neighbour_name in zip(('prev', 'next'), target.sources,
@@ -251,6 +252,8 @@ def _install_synthesis(holder: nn.Module, name: str, targets: List['_Target'],
                                        (side_adapters[0], side_adapters[1]),
                                        config.detach_neighbours)
         parametrize.register_parametrization(target.owner, target.name, synthesis, unsafe=True)
+        syntheses.append(synthesis)
+    BlockSynthesis(holder, syntheses)
 
 
 class RemovedBlock(nn.Module):

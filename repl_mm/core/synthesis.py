@@ -15,10 +15,19 @@ returns no tensors), which gives exactly what a replaced block needs:
 The coefficients ``(a, b)`` are stored in the replaced block as ``repl_coefficients[key]``
 (shape ``(2,)`` or ``(2, C_out)``) and the adapters as ``repl_adapters[...]``; this module only
 points at them, so nothing is registered twice.
+
+Evaluated tensor by tensor, the synthesis costs each tensor a few small kernels forward and a
+dozen backward (selects, products, sums, accumulations): about 900 extra operators a step for
+ResNet-50's 45 replaced tensors, which is what a launch-bound GPU step pays for. So a replaced
+block synthesises all its tensors at once when it runs (``BlockSynthesis``, a forward pre-hook:
+one autograd node, ``torch._foreach_*`` products), and the parametrizations return those values
+inside the block's forward; read anywhere else (folding, warm start, a checkpointed block's
+recomputation, user code) a tensor is synthesised on its own, with the same result.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor, nn
 
 GRANULARITIES = ('tensor', 'channel', 'submodule')
@@ -49,6 +58,8 @@ class NeighbourSynthesis(nn.Module):
         self.shape = tuple(shape)
         self.key = key
         self.detach_neighbours = detach_neighbours
+        self.group: Optional['BlockSynthesis'] = None  # set when the block's group is built
+        self.index = 0
 
     @property
     def neighbours(self) -> Tuple[nn.Module, nn.Module]:
@@ -73,13 +84,12 @@ class NeighbourSynthesis(nn.Module):
         return self._sources[2][self.key]
 
     def forward(self) -> Tensor:
+        if self.group is not None and self.group.values is not None:
+            return self.group.values[self.index]  # inside the block's forward
         p_prev, p_next = self.neighbour_tensors()
-        coefficients = self.coefficients()
-        a, b = coefficients[0], coefficients[1]
-        if a.dim() == 1:  # per output channel: broadcast over the remaining dims
-            a = a.view(-1, *([1] * (p_prev.dim() - 1)))
-            b = b.view(-1, *([1] * (p_prev.dim() - 1)))
-        return a * p_prev + b * p_next
+        a, b = _broadcast(self.coefficients(), p_prev.dim())
+        # the kernels of the batched path, so both give the same bits (folding must not drift)
+        return torch.addcmul(p_prev * a, p_next, b)
 
     def right_inverse(self, value: Tensor) -> tuple:
         """Owns no tensors: the replaced block's own values are discarded."""
@@ -88,6 +98,124 @@ class NeighbourSynthesis(nn.Module):
     def extra_repr(self) -> str:
         return (f'{self.tensor_name}, shape={self.shape}, key={self.key}, '
                 f'detach_neighbours={self.detach_neighbours}')
+
+
+def _broadcast(coefficients: Tensor, dim: int) -> Tuple[Tensor, Tensor]:
+    """``a, b`` of a ``(2,)`` or ``(2, C_out)`` coefficient tensor, broadcastable to a tensor of
+    ``dim`` dims (per output channel: over the remaining dims)."""
+    a, b = coefficients[0], coefficients[1]
+    if a.dim() == 1:
+        a = a.view(-1, *([1] * (dim - 1)))
+        b = b.view(-1, *([1] * (dim - 1)))
+    return a, b
+
+
+class BlockSynthesis:
+    """Synthesises all tensors of one replaced block (or light surrogate) at once, per forward.
+
+    Registered on the block as a forward pre-hook, which evaluates every ``NeighbourSynthesis``
+    of the block in one ``_SynthesiseTensors`` call and hands the results to the
+    parametrizations, and a forward hook (also called when the forward raises), which drops them:
+    the values never outlive the forward that made them, so a read after an optimizer step,
+    ``model.to()`` or ``deepcopy`` never sees stale tensors.
+    """
+
+    def __init__(self, holder: nn.Module, syntheses: List[NeighbourSynthesis]) -> None:
+        self.syntheses = syntheses
+        self.values: Optional[Tuple[Tensor, ...]] = None
+        for index, synthesis in enumerate(syntheses):
+            synthesis.group, synthesis.index = self, index
+        self.handles = (holder.register_forward_pre_hook(self.synthesise),
+                        holder.register_forward_hook(self.release, always_call=True))
+
+    def synthesise(self, module: nn.Module, args: tuple) -> None:
+        coefficients, prevs, nexts = [], [], []
+        for synthesis in self.syntheses:
+            p_prev, p_next = synthesis.neighbour_tensors()
+            coefficients.append(synthesis.coefficients())
+            prevs.append(p_prev)
+            nexts.append(p_next)
+        self.values = _SynthesiseTensors.apply(len(prevs), *coefficients, *prevs, *nexts)
+
+    def release(self, module: nn.Module, args: tuple, output) -> None:
+        self.values = None
+
+    def remove(self) -> None:
+        """Unhook from the block; its tensors are then synthesised one by one (e.g. folding)."""
+        for handle in self.handles:
+            handle.remove()
+        for synthesis in self.syntheses:
+            synthesis.group = None
+        self.values = None
+
+
+class _SynthesiseTensors(torch.autograd.Function):
+    """``P_i = a_i * prev_i + b_i * next_i`` for all ``i`` of a block, as one autograd node.
+
+    Inputs: ``n``, then the ``n`` coefficient tensors (``(2,)`` or ``(2, C_out)``, one may repeat
+    for shared keys), the ``n`` adapted previous and the ``n`` adapted next tensors. Forward: two
+    ``foreach`` kernels per tensor; backward: per tensor two products (neighbour gradients) and
+    two dot products (coefficient gradients, stacked once per block); nothing is saved but the
+    inputs themselves.
+    """
+
+    @staticmethod
+    def forward(ctx, n: int, *tensors: Tensor) -> Tuple[Tensor, ...]:
+        coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
+        a, b = zip(*(_broadcast(c, p.dim()) for c, p in zip(coefficients, prevs)))
+        values = torch._foreach_mul(prevs, a)
+        torch._foreach_addcmul_(values, nexts, b)
+        ctx.n = n
+        ctx.save_for_backward(*tensors)
+        ctx.set_materialize_grads(False)
+        return tuple(values)
+
+    @staticmethod
+    def backward(ctx, *grads: Optional[Tensor]) -> tuple:
+        n = ctx.n
+        tensors = ctx.saved_tensors
+        coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
+        needs = ctx.needs_input_grad[1:]
+        result: List[Optional[Tensor]] = [None] * (3 * n)
+        used = [i for i, g in enumerate(grads) if g is not None]
+        pairs = {i: _broadcast(coefficients[i], grads[i].dim()) for i in used}
+        for offset, pick in ((n, 0), (2 * n, 1)):  # neighbour gradients: a_i * g_i, b_i * g_i
+            wanted = [i for i in used if needs[offset + i]]
+            if wanted:
+                products = torch._foreach_mul([grads[i] for i in wanted],
+                                              [pairs[i][pick] for i in wanted])
+                for i, product in zip(wanted, products):
+                    result[offset + i] = product
+        per_tensor = [i for i in used if needs[i] and coefficients[i].dim() == 1]
+        if per_tensor:  # (2,) coefficients: <g, prev>, <g, next>, stacked once for the block
+            dots = []
+            for i in per_tensor:
+                flat = grads[i].reshape(-1)
+                dots += [torch.dot(flat, prevs[i].reshape(-1)),
+                         torch.dot(flat, nexts[i].reshape(-1))]
+            for i, row in zip(per_tensor, torch.stack(dots).view(-1, 2)):
+                result[i] = row
+        for i in used:  # (2, C_out) coefficients: per-channel dot products
+            if needs[i] and coefficients[i].dim() == 2:
+                flat = grads[i].reshape(grads[i].shape[0], -1)
+                result[i] = torch.stack([
+                    torch.linalg.vecdot(flat, side.reshape(side.shape[0], -1))
+                    for side in (prevs[i], nexts[i])])
+        return (None, *result)
+
+
+def block_syntheses(model: nn.Module) -> List[BlockSynthesis]:
+    """The ``BlockSynthesis`` of every replaced block in ``model``, each once.
+
+    ``for group in block_syntheses(model): group.remove()`` makes every tensor synthesise on its
+    own again (same values; how ``tools/analysis/profile_backbone.py --per-tensor`` measures
+    what batching saves).
+    """
+    groups = {}
+    for module in model.modules():
+        if isinstance(module, NeighbourSynthesis) and module.group is not None:
+            groups.setdefault(id(module.group), module.group)
+    return list(groups.values())
 
 
 def synthesised_numel(model: nn.Module) -> int:

@@ -1,14 +1,16 @@
 """Where a RepL backbone's training step spends its time, against its plain twin, in one process.
 
     python tools/analysis/profile_backbone.py CONFIG [--kinds fused light] [--shape H W]
-        [--batch-size N] [--steps 10] [--rounds 2] [--top 12]
+        [--batch-size N] [--steps 10] [--rounds 2] [--top 12] [--per-tensor] [--device cuda]
 
 Builds the config's backbone plain and with each RepL kind, times forward + backward (mean
 squared outputs as the loss) of one synthetic batch, alternating the models over
 ``--rounds`` so that drift of the machine hits all of them, and prints each model's median step
-time and the ``--top`` operators of torch's profiler (self CPU time over 3 steps). A same-process
-A/B is steadier than ``tools/benchmark.py``'s separate processes, which are the fairer
-comparison of memory.
+time and the ``--top`` operators of torch's profiler (self time over 3 steps; ``--top 0``: no
+profile). A same-process A/B is steadier than ``tools/benchmark.py``'s separate processes,
+which are the fairer comparison of memory. ``--per-tensor`` adds each kind once more with its
+tensors synthesised one by one instead of per block (``<kind>/per-tensor``): what batching
+the synthesis saves.
 """
 import argparse
 import copy
@@ -22,6 +24,7 @@ from repl_mm.analysis import plain_model_cfg
 from repl_mm.analysis.benchmark import backbone_input
 from repl_mm.analysis.cost import framework_of, input_shape
 from repl_mm.analysis.timing import forward_backward, time_step
+from repl_mm.core import block_syntheses
 from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
 
 
@@ -35,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--steps', type=int, default=10, help='timed steps per round')
     parser.add_argument('--rounds', type=int, default=2)
     parser.add_argument('--top', type=int, default=12, help='profiler rows per model')
+    parser.add_argument('--per-tensor', action='store_true',
+                        help='also time each kind with its tensors synthesised one by one')
+    parser.add_argument('--device', default='cpu', help="e.g. 'cuda'")
     add_cfg_options(parser)
     return parser.parse_args()
 
@@ -52,12 +58,17 @@ def main() -> None:
     for kind in args.kinds:
         configs[kind] = dict(copy.deepcopy(backbone),
                              repl=dict(backbone.get('repl') or {}, kind=kind))
+    if args.per_tensor:
+        configs.update({f'{kind}/per-tensor': configs[kind] for kind in args.kinds})
     steps = {}
     for name, model_cfg in configs.items():
         torch.manual_seed(0)
-        model = MODELS.build(model_cfg)
+        model = MODELS.build(model_cfg).to(args.device)
         model.train()
-        inputs = backbone_input(cfg, batch, shape, seed=0)
+        if name.endswith('/per-tensor'):
+            for group in block_syntheses(model):
+                group.remove()
+        inputs = backbone_input(cfg, batch, shape, seed=0).to(args.device)
         steps[name] = forward_backward(model, inputs)
     times = {name: [] for name in steps}
     for _ in range(args.rounds):
@@ -68,10 +79,15 @@ def main() -> None:
           f'median s/step of {args.rounds} rounds x {args.steps} steps:')
     for name, values in times.items():
         median = sorted(values)[len(values) // 2]
-        print(f'  {name:8s} {median:.4f} ({median / base:.2f}x plain); rounds: '
+        print(f'  {name:17s} {median:.4f} ({median / base:.2f}x plain); rounds: '
               + ', '.join(f'{v:.4f}' for v in values))
+    activities = [ProfilerActivity.CPU]
+    if torch.device(args.device).type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
     for name, step in steps.items():
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        if args.top <= 0:
+            break
+        with profile(activities=activities) as prof:
             for _ in range(3):
                 step()
         print(f'\n{name}: top operators by self CPU time over 3 steps')
