@@ -20,7 +20,7 @@ from torch import nn
 
 import repl_mm  # noqa: F401
 from repl_mm.analysis.timing import forward_backward, time_step
-from repl_mm.core import NeighbourSynthesis
+from repl_mm.core import block_syntheses
 
 
 def build(scope: str, cfg: dict) -> nn.Module:
@@ -40,11 +40,17 @@ def header(what):
 
 
 def synthesis_step(model: nn.Module):
-    modules = [m for m in model.modules() if isinstance(m, NeighbourSynthesis)]
+    """Forward + backward of every synthesised tensor, block by block as a forward makes them."""
+    groups = block_syntheses(model)
 
     def step():
         model.zero_grad(set_to_none=True)
-        sum(m().square().sum() for m in modules).backward()
+        values = []
+        for group in groups:
+            group.synthesise(model, ())
+            values += group.values
+            group.release(model, (), None)
+        sum(v.square().sum() for v in values).backward()
 
     return step
 

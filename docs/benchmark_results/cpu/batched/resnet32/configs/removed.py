@@ -1,0 +1,141 @@
+auto_scale_lr = dict(base_batch_size=128)
+custom_hooks = [
+    dict(type='ReplCheckpointHook'),
+    dict(type='RNGStateHook'),
+    dict(type='TrainingCostHook'),
+    dict(type='ReplNaNGuardHook'),
+]
+custom_imports = dict(
+    allow_failed_imports=False, imports=[
+        'repl_mm',
+    ])
+data_preprocessor = dict(
+    mean=[
+        125.307,
+        122.961,
+        113.8575,
+    ],
+    num_classes=10,
+    std=[
+        51.5865,
+        50.847,
+        51.255,
+    ],
+    to_rgb=False)
+dataset_type = 'CIFAR10'
+default_hooks = dict(
+    checkpoint=dict(
+        _scope_='mmpretrain',
+        interval=1,
+        max_keep_ckpts=3,
+        type='CheckpointHook'),
+    logger=dict(_scope_='mmpretrain', interval=100, type='LoggerHook'),
+    param_scheduler=dict(_scope_='mmpretrain', type='ParamSchedulerHook'),
+    sampler_seed=dict(_scope_='mmpretrain', type='DistSamplerSeedHook'),
+    timer=dict(_scope_='mmpretrain', type='IterTimerHook'),
+    visualization=dict(
+        _scope_='mmpretrain', enable=False, type='VisualizationHook'))
+default_scope = 'mmpretrain'
+env_cfg = dict(
+    cudnn_benchmark=False,
+    dist_cfg=dict(backend='nccl'),
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
+load_from = None
+log_level = 'INFO'
+model = dict(
+    backbone=dict(
+        depth=32,
+        repl=dict(kind='removed'),
+        type='RepLCIFARResNet',
+        zero_init_residual=False),
+    head=dict(
+        in_channels=64,
+        loss=dict(loss_weight=1.0, type='CrossEntropyLoss'),
+        num_classes=10,
+        type='LinearClsHead'),
+    neck=dict(type='GlobalAveragePooling'),
+    type='ImageClassifier')
+optim_wrapper = dict(
+    optimizer=dict(
+        _scope_='mmpretrain',
+        lr=0.1,
+        momentum=0.9,
+        type='SGD',
+        weight_decay=0.0001),
+    paramwise_cfg=dict(
+        custom_keys=dict(repl_coefficients=dict(decay_mult=0.0))))
+param_scheduler = dict(
+    _scope_='mmpretrain',
+    by_epoch=True,
+    gamma=0.1,
+    milestones=[
+        82,
+        123,
+    ],
+    type='MultiStepLR')
+randomness = dict(deterministic=False, seed=None)
+resume = False
+test_cfg = dict()
+test_dataloader = dict(
+    batch_size=128,
+    dataset=dict(
+        _scope_='mmpretrain',
+        data_root='data/cifar10/',
+        pipeline=[
+            dict(type='PackInputs'),
+        ],
+        split='test',
+        type='CIFAR10'),
+    num_workers=2,
+    sampler=dict(_scope_='mmpretrain', shuffle=False, type='DefaultSampler'))
+test_evaluator = dict(_scope_='mmpretrain', topk=(1, ), type='Accuracy')
+test_pipeline = [
+    dict(_scope_='mmpretrain', type='PackInputs'),
+]
+train_cfg = dict(by_epoch=True, max_epochs=164, val_interval=1)
+train_dataloader = dict(
+    batch_size=128,
+    dataset=dict(
+        _scope_='mmpretrain',
+        data_root='data/cifar10',
+        pipeline=[
+            dict(crop_size=32, padding=4, type='RandomCrop'),
+            dict(direction='horizontal', prob=0.5, type='RandomFlip'),
+            dict(type='PackInputs'),
+        ],
+        split='train',
+        type='CIFAR10'),
+    num_workers=2,
+    sampler=dict(_scope_='mmpretrain', shuffle=True, type='DefaultSampler'))
+train_pipeline = [
+    dict(_scope_='mmpretrain', crop_size=32, padding=4, type='RandomCrop'),
+    dict(
+        _scope_='mmpretrain',
+        direction='horizontal',
+        prob=0.5,
+        type='RandomFlip'),
+    dict(_scope_='mmpretrain', type='PackInputs'),
+]
+val_cfg = dict()
+val_dataloader = dict(
+    batch_size=128,
+    dataset=dict(
+        _scope_='mmpretrain',
+        data_root='data/cifar10/',
+        pipeline=[
+            dict(type='PackInputs'),
+        ],
+        split='test',
+        type='CIFAR10'),
+    num_workers=2,
+    sampler=dict(_scope_='mmpretrain', shuffle=False, type='DefaultSampler'))
+val_evaluator = dict(_scope_='mmpretrain', topk=(1, ), type='Accuracy')
+vis_backends = [
+    dict(_scope_='mmpretrain', type='LocalVisBackend'),
+]
+visualizer = dict(
+    _scope_='mmpretrain',
+    type='UniversalVisualizer',
+    vis_backends=[
+        dict(type='LocalVisBackend'),
+    ])
