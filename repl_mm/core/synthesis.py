@@ -1,8 +1,9 @@
 """Synthesis of one parameter tensor of a replaced block from its neighbours' tensors.
 
-``P = a * adapt_prev(P_prev) + b * adapt_next(P_next)``, evaluated every time the block reads the
-tensor. It is installed with ``torch.nn.utils.parametrize`` (``unsafe=True``, and ``right_inverse``
-returns no tensors), which gives exactly what a replaced block needs:
+``P = a * adapt_prev(P_prev) + b * adapt_next(P_next)``, evaluated on every forward of the block
+(and wherever else the tensor is read). It is installed with ``torch.nn.utils.parametrize``
+(``unsafe=True``, and ``right_inverse`` returns no tensors), which gives exactly what a replaced
+block needs:
 
 * the block keeps its module structure, stride, shortcut and norm layers, and its norm layers keep
   their running statistics as their own buffers;
@@ -17,12 +18,13 @@ The coefficients ``(a, b)`` are stored in the replaced block as ``repl_coefficie
 points at them, so nothing is registered twice.
 
 Evaluated tensor by tensor, the synthesis costs each tensor a few small kernels forward and a
-dozen backward (selects, products, sums, accumulations): about 900 extra operators a step for
-ResNet-50's 45 replaced tensors, which is what a launch-bound GPU step pays for. So a replaced
+dozen backward (products, sums, copies, zero-fills, accumulations): 1,243 extra operators a step
+for ResNet-50's 45 replaced tensors, which is what a launch-bound GPU step pays for. So a replaced
 block synthesises all its tensors at once when it runs (``BlockSynthesis``, a forward pre-hook:
 one autograd node, ``torch._foreach_*`` products), and the parametrizations return those values
 inside the block's forward; read anywhere else (folding, warm start, a checkpointed block's
-recomputation, user code) a tensor is synthesised on its own, with the same result.
+recomputation, user code) a tensor is synthesised on its own, with the same result, bit for bit
+(the same kernels). Batched: 508 extra operators (``tests/test_batched_synthesis.py``).
 """
 import math
 from typing import List, Optional, Sequence, Tuple
