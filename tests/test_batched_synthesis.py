@@ -61,25 +61,59 @@ def test_batched_equals_per_tensor_synthesis(cfg, repl, size):
         torch.testing.assert_close(grad, ref_grads[name], rtol=1e-9, atol=1e-15, msg=name)
 
 
-def test_values_live_only_inside_the_blocks_forward():
-    """After a forward (also one that raised) no block holds synthesised values, so a read after
-    an optimizer step sees the new weights, and deepcopy (EMA) works after a training step."""
+def test_values_are_never_stale():
+    """Values live from a block's forward to their backward (a checkpoint's recomputation reads
+    them), and only while current: an optimizer step, a device/dtype move or another grad mode
+    make a read synthesise afresh; deepcopy (EMA) works with values held."""
     model = build(dict(type='RepLResNet', depth=50), dict(kind='fused'))
-    groups = block_syntheses(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    loss_and_grads(model, torch.randn(2, 3, 64, 64))
-    assert all(group.values is None for group in groups)
-    optimizer.step()
     path, block = replaced_blocks(model)[0]
-    prev, nxt = block.conv2.parametrizations.weight[0].neighbours
+    [group] = block_syntheses(block)
+    synthesis = block.conv2.parametrizations.weight[0]
+    loss = sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 64)))
+    assert not group.inside_forward and group.values is not None
+    assert block.conv2.weight is group.values[synthesis.index]
+    copy.deepcopy(model)
+    loss.backward()
+    assert group.values is None  # dropped by their backward
+    model(torch.randn(2, 3, 64, 64))  # a forward without its backward: values held
+    optimizer.step()
+    prev, nxt = synthesis.neighbours
     a, b = block.repl_coefficients['conv2_weight']
     torch.testing.assert_close(block.conv2.weight, a * prev.weight + b * nxt.weight)
-    copy.deepcopy(model)
+    assert group.values is None  # found stale and freed
+    model(torch.randn(2, 3, 64, 64))
+    with torch.no_grad():
+        assert not block.conv2.weight.requires_grad  # not the grad-mode values of the forward
+        model(torch.randn(2, 3, 64, 64))
+    assert group.values is None  # a no-grad forward keeps nothing
+    model(torch.randn(2, 3, 64, 64))
+    model.double()
+    assert block.conv2.weight.dtype == torch.float64
     with pytest.raises(RuntimeError):
-        model(torch.randn(2, 5, 64, 64))  # wrong channels: the stem raises before layer1
-    with pytest.raises(RuntimeError):
-        block(torch.randn(2, 7, 16, 16))  # raises inside the replaced block
-    assert all(group.values is None for group in groups)
+        block(torch.randn(2, 7, 16, 16, dtype=torch.float64))  # raises inside the block
+    assert not group.inside_forward
+
+
+def test_non_reentrant_checkpoint_inside_the_block(monkeypatch):
+    """A block that checkpoints its own body with ``use_reentrant=False`` recomputes it from the
+    same values in the backward pass (torch checks that it saves the same tensors)."""
+    import functools
+
+    import mmpretrain.models.backbones.resnet as resnet_module
+    from torch.utils import checkpoint
+    model = build(dict(type='RepLResNet', depth=50), dict(kind='fused')).double()
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if hasattr(module, 'with_cp'):
+            module.with_cp = True
+    monkeypatch.setattr(resnet_module, 'cp', type('cp', (), dict(checkpoint=staticmethod(
+        functools.partial(checkpoint.checkpoint, use_reentrant=False)))))
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, requires_grad=True)
+    _, grads = loss_and_grads(model, x)
+    _, cp_grads = loss_and_grads(twin, x)
+    for name, grad in grads.items():
+        torch.testing.assert_close(cp_grads[name], grad, rtol=1e-9, atol=1e-15, msg=name)
 
 
 def test_folding_unhooks_the_block():

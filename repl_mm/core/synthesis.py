@@ -9,9 +9,9 @@ block needs:
   their running statistics as their own buffers;
 * the block owns no parameter of its own: ``P`` is a property computed from tensors that live
   elsewhere, so the state dict, the optimizer and DDP see each neighbour tensor once;
-* the synthesis runs wherever the block reads ``P``, also inside activation checkpointing's
-  recomputation, so ``with_cp`` gives the same gradients; ``deepcopy`` (EMA) and ``model.to()``
-  keep the references to the neighbours consistent (they are plain attributes resolved by name).
+* a checkpointed block's recomputation (``with_cp``, reentrant or not) reads the values its
+  forward made, so it gives the same gradients; ``deepcopy`` (EMA) and ``model.to()`` keep the
+  references to the neighbours consistent (they are plain attributes resolved by name).
 
 The coefficients ``(a, b)`` are stored in the replaced block as ``repl_coefficients[key]``
 (shape ``(2,)`` or ``(2, C_out)``) and the adapters as ``repl_adapters[...]``; this module only
@@ -22,11 +22,12 @@ dozen backward (products, sums, copies, zero-fills, accumulations): 1,243 extra 
 for ResNet-50's 45 replaced tensors, which is what a launch-bound GPU step pays for. So a replaced
 block synthesises all its tensors at once when it runs (``BlockSynthesis``, a forward pre-hook:
 one autograd node, ``torch._foreach_*`` products), and the parametrizations return those values
-inside the block's forward; read anywhere else (folding, warm start, a checkpointed block's
-recomputation, user code) a tensor is synthesised on its own, with the same result, bit for bit
-(the same kernels). Batched: 508 extra operators (``tests/test_batched_synthesis.py``).
+inside the block's forward, and after it while they are current (a checkpointed block's
+recomputation); read anywhere else (folding, warm start, user code after an optimizer step) a
+tensor is synthesised on its own, with the same result, bit for bit (the same kernels). Batched: 508 extra operators (``tests/test_batched_synthesis.py``).
 """
 import math
+import weakref
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -68,11 +69,15 @@ class NeighbourSynthesis(nn.Module):
         """The modules owning ``P_prev`` and ``P_next``."""
         return self._sources[0], self._sources[1]
 
+    @property
+    def adapters(self) -> Tuple[Optional[nn.Module], Optional[nn.Module]]:
+        """``(adapt_prev, adapt_next)``; ``None`` where the shapes are equal."""
+        return self._sources[3]
+
     def adapt(self, p_prev: Tensor, p_next: Tensor) -> Tuple[Tensor, Tensor]:
         """Bring neighbour tensors to the replaced tensor's shape."""
-        adapters = self._sources[3]
         return tuple(t if adapter is None else adapter(t)
-                     for t, adapter in zip((p_prev, p_next), adapters))
+                     for t, adapter in zip((p_prev, p_next), self.adapters))
 
     def neighbour_tensors(self) -> Tuple[Tensor, Tensor]:
         """``P_prev`` and ``P_next`` adapted to the replaced tensor's shape."""
@@ -86,8 +91,9 @@ class NeighbourSynthesis(nn.Module):
         return self._sources[2][self.key]
 
     def forward(self) -> Tensor:
-        if self.group is not None and self.group.values is not None:
-            return self.group.values[self.index]  # inside the block's forward
+        value = None if self.group is None else self.group.value(self.index)
+        if value is not None:  # made by the block's forward, still current
+            return value
         p_prev, p_next = self.neighbour_tensors()
         a, b = _broadcast(self.coefficients(), p_prev.dim())
         # the kernels of the batched path, so both give the same bits (folding must not drift)
@@ -116,31 +122,70 @@ class BlockSynthesis:
     """Synthesises all tensors of one replaced block (or light surrogate) at once, per forward.
 
     Registered on the block as a forward pre-hook, which evaluates every ``NeighbourSynthesis``
-    of the block in one ``_SynthesiseTensors`` call and hands the results to the
-    parametrizations, and a forward hook (also called when the forward raises), which drops them:
-    the values never outlive the forward that made them, so a read after an optimizer step,
-    ``model.to()`` or ``deepcopy`` never sees stale tensors.
+    of the block in one ``_SynthesiseTensors`` call, and a forward hook. Inside the block's
+    forward the parametrizations return those values. A forward with gradients keeps them until
+    their backward has run, for a checkpointed block's recomputation in the backward pass
+    (``use_reentrant=False`` checks that it saves the same tensors as the forward did), and only
+    while every tensor they were made from is unchanged (same storage, same version counter) and
+    the grad mode is the same: an optimizer step, ``load_state_dict`` or ``model.to()`` in between
+    make them stale, and the tensor is then synthesised on its own. ``deepcopy`` and pickling drop
+    them.
     """
 
     def __init__(self, holder: nn.Module, syntheses: List[NeighbourSynthesis]) -> None:
         self.syntheses = syntheses
         self.values: Optional[Tuple[Tensor, ...]] = None
+        self.inside_forward = False
+        self.generation = 0  # which forward made ``values``; their backward drops only those
+        self._stamp: tuple = ()
         for index, synthesis in enumerate(syntheses):
             synthesis.group, synthesis.index = self, index
         self.handles = (holder.register_forward_pre_hook(self.synthesise),
-                        holder.register_forward_hook(self.release, always_call=True))
+                        holder.register_forward_hook(self.leave, always_call=True))
 
     def synthesise(self, module: nn.Module, args: tuple) -> None:
+        if torch.compiler.is_compiling():
+            return  # traced tensor by tensor: the compiler fuses those kernels itself
         coefficients, prevs, nexts = [], [], []
         for synthesis in self.syntheses:
             p_prev, p_next = synthesis.neighbour_tensors()
             coefficients.append(synthesis.coefficients())
             prevs.append(p_prev)
             nexts.append(p_next)
-        self.values = _SynthesiseTensors.apply(len(prevs), *coefficients, *prevs, *nexts)
+        self.generation += 1
+        self.values = _SynthesiseTensors.apply(weakref.ref(self), self.generation, len(prevs),
+                                               *coefficients, *prevs, *nexts)
+        self._stamp = self.stamp()
+        self.inside_forward = True
 
-    def release(self, module: nn.Module, args: tuple, output) -> None:
-        self.values = None
+    def leave(self, module: nn.Module, args: tuple, output) -> None:
+        self.inside_forward = False
+        if self.values is not None and not self.values[0].requires_grad:
+            self.values = None  # no graph (no_grad, frozen): no backward will recompute it
+
+    def backward_done(self, generation: int) -> None:
+        """The values of forward ``generation`` have had their backward: drop them."""
+        if generation == self.generation:
+            self.values = None
+
+    def value(self, index: int) -> Optional[Tensor]:
+        """The block's synthesised tensor ``index`` if it is current, else ``None``."""
+        if self.values is None or torch.compiler.is_compiling():
+            return None
+        if not self.inside_forward and self.stamp() != self._stamp:
+            self.values = None  # stale: free it
+            return None
+        return self.values[index]
+
+    def stamp(self) -> tuple:
+        """Storage and version of every tensor the values depend on, and the grad mode."""
+        sources = []
+        for synthesis in self.syntheses:
+            sources += [getattr(owner, synthesis.tensor_name) for owner in synthesis.neighbours]
+            sources.append(synthesis.coefficients())
+            sources += [p for adapter in synthesis.adapters if adapter is not None
+                        for p in adapter.parameters()]
+        return (torch.is_grad_enabled(), *((t.data_ptr(), t._version) for t in sources))
 
     def remove(self) -> None:
         """Unhook from the block; its tensors are then synthesised one by one (e.g. folding)."""
@@ -150,11 +195,17 @@ class BlockSynthesis:
             synthesis.group = None
         self.values = None
 
+    def __getstate__(self) -> dict:
+        # the values are graph outputs (not deep-copyable) and belong to this model's tensors
+        return dict(self.__dict__, values=None, inside_forward=False, _stamp=())
+
 
 class _SynthesiseTensors(torch.autograd.Function):
     """``P_i = a_i * prev_i + b_i * next_i`` for all ``i`` of a block, as one autograd node.
 
-    Inputs: ``n``, then the ``n`` coefficient tensors (``(2,)`` or ``(2, C_out)``, one may repeat
+    Inputs: a weak reference to the ``BlockSynthesis`` (told when the backward has run: a
+    strong one would make a reference cycle through the graph), the forward's generation,
+    ``n``, then the ``n`` coefficient tensors (``(2,)`` or ``(2, C_out)``, one may repeat
     for shared keys), the ``n`` adapted previous and the ``n`` adapted next tensors. Forward: two
     ``foreach`` kernels per tensor; backward: per tensor two products (neighbour gradients) and
     two dot products (coefficient gradients, stacked once per block); nothing is saved but the
@@ -162,12 +213,13 @@ class _SynthesiseTensors(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, n: int, *tensors: Tensor) -> Tuple[Tensor, ...]:
+    def forward(ctx, group: 'weakref.ref[BlockSynthesis]', generation: int, n: int,
+                *tensors: Tensor) -> Tuple[Tensor, ...]:
         coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
         a, b = zip(*(_broadcast(c, p.dim()) for c, p in zip(coefficients, prevs)))
         values = torch._foreach_mul(prevs, a)
         torch._foreach_addcmul_(values, nexts, b)
-        ctx.n = n
+        ctx.group, ctx.generation, ctx.n = group, generation, n
         ctx.save_for_backward(*tensors)
         ctx.set_materialize_grads(False)
         return tuple(values)
@@ -177,7 +229,7 @@ class _SynthesiseTensors(torch.autograd.Function):
         n = ctx.n
         tensors = ctx.saved_tensors
         coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
-        needs = ctx.needs_input_grad[1:]
+        needs = ctx.needs_input_grad[3:]
         result: List[Optional[Tensor]] = [None] * (3 * n)
         used = [i for i, g in enumerate(grads) if g is not None]
         pairs = {i: _broadcast(coefficients[i], grads[i].dim()) for i in used}
@@ -203,7 +255,10 @@ class _SynthesiseTensors(torch.autograd.Function):
                 result[i] = torch.stack([
                     torch.linalg.vecdot(flat, side.reshape(side.shape[0], -1))
                     for side in (prevs[i], nexts[i])])
-        return (None, *result)
+        group = ctx.group()
+        if group is not None:
+            group.backward_done(ctx.generation)
+        return (None, None, None, *result)
 
 
 def block_syntheses(model: nn.Module) -> List[BlockSynthesis]:
