@@ -43,3 +43,16 @@ def test_report_with_one_seed_says_noise_is_unknown(tmp_path):
     text = report(tmp_path)
     assert 'one baseline seed: seed noise unknown' in text
     assert 'recovers' not in text
+
+
+def test_report_says_when_deleting_wins(tmp_path):
+    """A setting where removed beats the baseline and a RepL kind ends under removed: both are
+    said as they are, and a loss beyond seed noise is called so."""
+    write_results(tmp_path, {'baseline': [90.0, 89.8, 90.2], 'removed': [90.4, 90.6, 90.2],
+                             'repl-light': [89.4, 89.6, 89.2]})
+    text = report(tmp_path)
+    assert 'removed gains 0.40 points against the baseline' in text
+    assert '(blocks matter here: no)' in text
+    # light - removed = -1.00, standard error sqrt(0.2^2/3 + 0.2^2/3) = 0.163
+    assert 'repl-light scores 1.00 points under removed (beyond seed noise: 2 x standard ' \
+        'error 0.33); -0.60 against the baseline.' in text

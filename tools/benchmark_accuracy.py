@@ -162,7 +162,8 @@ def gap_analysis(rows: Dict[str, List[dict]]) -> List[str]:
     if len(base) < 2:
         return [f'- removed loses {gap:.2f} points against the baseline (one baseline seed: '
                 f'seed noise unknown).']
-    lines = [f'- removed loses {gap:.2f} points against the baseline; two baseline seed '
+    change = f'loses {gap:.2f}' if gap >= 0 else f'gains {-gap:.2f}'
+    lines = [f'- removed {change} points against the baseline; two baseline seed '
              f'standard deviations are {2 * _std(base):.2f} (blocks matter here: '
              f'{"yes" if gap > 2 * _std(base) else "no"}).']
     for variant in ('repl-fused', 'repl-light'):
@@ -175,10 +176,11 @@ def gap_analysis(rows: Dict[str, List[dict]]) -> List[str]:
         if math.isnan(error):
             noise = 'seed noise unknown: one seed'
         else:
-            noise = (f'{"beyond" if gain > 2 * error else "within"} seed noise: 2 x standard '
-                     f'error {2 * error:.2f}')
-        lines.append(f'- {variant} recovers {gain:+.2f} points over removed, {share} '
-                     f'({noise}); '
+            noise = (f'{"beyond" if abs(gain) > 2 * error else "within"} seed noise: 2 x '
+                     f'standard error {2 * error:.2f}')
+        what = (f'recovers {gain:+.2f} points over removed, {share}' if gain >= 0 else
+                f'scores {-gain:.2f} points under removed')
+        lines.append(f'- {variant} {what} ({noise}); '
                      f'{statistics.mean(values) - statistics.mean(base):+.2f} against the '
                      f'baseline.')
     return lines
