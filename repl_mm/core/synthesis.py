@@ -24,7 +24,9 @@ block synthesises all its tensors at once when it runs (``BlockSynthesis``, a fo
 one autograd node, ``torch._foreach_*`` products), and the parametrizations return those values
 inside the block's forward, and after it while they are current (a checkpointed block's
 recomputation); read anywhere else (folding, warm start, user code after an optimizer step) a
-tensor is synthesised on its own, with the same result, bit for bit (the same kernels). Batched: 508 extra operators (``tests/test_batched_synthesis.py``).
+tensor is synthesised on its own, with the same result, bit for bit (the same kernels). Batched:
+508 extra operators (``tests/test_batched_synthesis.py``). Under ``torch.compile`` the block is
+traced tensor by tensor: the compiler fuses those kernels itself.
 """
 import math
 import weakref
