@@ -1,5 +1,5 @@
-"""tools/analysis/cost_report.py, tools/analysis/plot_logs.py and tools/fold.py, run as a user
-would, on tiny mmpretrain classifiers (32x32 inputs)."""
+"""tools/analysis/cost_report.py, tools/analysis/plot_logs.py, tools/analysis/profile_backbone.py
+and tools/fold.py, run as a user would, on tiny mmpretrain classifiers (32x32 inputs)."""
 import json
 import subprocess
 import sys
@@ -191,3 +191,19 @@ def test_fold_refuses_the_light_kind(tmp_path):
     assert "repl.kind='light'" in result.stderr and 'still needs repl-mm' in result.stderr
     assert not (tmp_path / 'out').exists()
 
+
+
+def test_profile_backbone_times_batched_and_per_tensor_synthesis():
+    result = run_tool('tools/analysis/profile_backbone.py', 'configs/repl_resnet32_cifar10.py',
+                      '--kinds', 'fused', '--per-tensor', '--batch-size', '4', '--shape', '16',
+                      '16', '--steps', '1', '--rounds', '1', '--top', '0')
+    names = [line.split()[0] for line in result.stdout.splitlines() if 'x plain)' in line]
+    assert names == ['plain', 'fused', 'fused/per-tensor']
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the refusal where CUDA is absent')
+def test_profile_backbone_refuses_cuda_where_there_is_none():
+    result = run_tool('tools/analysis/profile_backbone.py', 'configs/repl_resnet32_cifar10.py',
+                      '--device', 'cuda', check=False)
+    assert result.returncode == 2
+    assert 'CUDA is not available here; use --device cpu' in result.stderr

@@ -1,5 +1,5 @@
 """Per-block (batched) synthesis: the same values and gradients as tensor-by-tensor synthesis,
-fewer operators, and no values that outlive the forward that made them."""
+fewer operators, and values that are never read once stale."""
 import copy
 from collections import Counter
 

@@ -40,7 +40,6 @@ RESNET = 'configs/benchmarks/fashion_mnist_resnet32.py'
 VIT = 'configs/benchmarks/fashion_mnist_vit.py'
 
 
-
 def schedule(iters: int) -> List[str]:
     """--cfg-options that stretch the config's schedule (cosine decay, one validation and one
     checkpoint at the end) to ``iters`` iterations."""
@@ -159,10 +158,10 @@ def gap_analysis(rows: Dict[str, List[dict]]) -> List[str]:
         return []
     base, removed = top1(rows['baseline']), top1(rows['removed'])
     gap = statistics.mean(base) - statistics.mean(removed)
-    if len(base) < 2:
-        return [f'- removed loses {gap:.2f} points against the baseline (one baseline seed: '
-                f'seed noise unknown).']
     change = f'loses {gap:.2f}' if gap >= 0 else f'gains {-gap:.2f}'
+    if len(base) < 2:
+        return [f'- removed {change} points against the baseline (one baseline seed: '
+                f'seed noise unknown).']
     lines = [f'- removed {change} points against the baseline; two baseline seed '
              f'standard deviations are {2 * _std(base):.2f} (blocks matter here: '
              f'{"yes" if gap > 2 * _std(base) else "no"}).']

@@ -24,8 +24,8 @@ heap and are reused: with glibc's defaults, tensors over 32 MiB are always fresh
 smaller ones are given back to the kernel whenever the heap top is free, and the minor page faults
 of re-touching that memory (for the same ResNet-32 variant 202 to 30,255 a step in different
 processes, depending on the allocation history of the process, not on the model; see
-docs/benchmarks.md) swamp differences of a few percent between variants. ``malloc='system'`` keeps the environment's allocator; each worker reports its
-``minor_faults_per_step`` either way.
+docs/benchmarks.md) swamp differences of a few percent between variants. ``malloc='system'``
+keeps the environment's allocator; each worker reports its ``minor_faults_per_step`` either way.
 A worker builds its variant, runs ``warmup + iters`` training steps and reports the seconds of
 each timed step and the peak memory of the timed steps; the first repeat of each variant also
 counts FLOPs on a freshly built, identically seeded copy (after the timing, so it cannot touch the

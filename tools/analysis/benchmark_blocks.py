@@ -49,7 +49,7 @@ def synthesis_step(model: nn.Module):
         for group in groups:
             group.synthesise(model, ())
             values += group.values
-            group.release(model, (), None)
+            group.leave(model, (), None)
         sum(v.square().sum() for v in values).backward()
 
     return step

@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.analysis import plain_model_cfg
-from repl_mm.analysis.benchmark import backbone_input
+from repl_mm.analysis.benchmark import backbone_input, resolve_device
 from repl_mm.analysis.cost import framework_of, input_shape
 from repl_mm.analysis.timing import forward_backward, time_step
 from repl_mm.core import block_syntheses
@@ -40,13 +40,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--top', type=int, default=12, help='profiler rows per model')
     parser.add_argument('--per-tensor', action='store_true',
                         help='also time each kind with its tensors synthesised one by one')
-    parser.add_argument('--device', default='cpu', help="e.g. 'cuda'")
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     add_cfg_options(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    args.device = resolve_device(args.device)
     cfg = load_config(args)
     init_default_scope(framework_of(cfg))
     shape = tuple(args.shape) if args.shape else input_shape(cfg)
