@@ -192,7 +192,6 @@ def test_fold_refuses_the_light_kind(tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
-
 def test_profile_backbone_times_batched_and_per_tensor_synthesis():
     result = run_tool('tools/analysis/profile_backbone.py', 'configs/repl_resnet32_cifar10.py',
                       '--kinds', 'fused', '--per-tensor', '--batch-size', '4', '--shape', '16',

@@ -64,7 +64,8 @@ def test_batched_equals_per_tensor_synthesis(cfg, repl, size):
 def test_values_are_never_stale():
     """Values live from a block's forward to their backward (a checkpoint's recomputation reads
     them), and only while current: an optimizer step, a device/dtype move or another grad mode
-    make a read synthesise afresh; deepcopy (EMA) works with values held."""
+    make a read synthesise afresh; deepcopy (EMA) works with values held. Outside the forward and
+    the backward a read always synthesises afresh (a ``.data`` write changes no version)."""
     model = build(dict(type='RepLResNet', depth=50), dict(kind='fused'))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     path, block = replaced_blocks(model)[0]
@@ -72,7 +73,8 @@ def test_values_are_never_stale():
     synthesis = block.conv2.parametrizations.weight[0]
     loss = sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 64)))
     assert not group.inside_forward and group.values is not None
-    assert block.conv2.weight is group.values[synthesis.index]
+    held = group.values[synthesis.index]
+    assert block.conv2.weight is not held and torch.equal(block.conv2.weight, held)
     copy.deepcopy(model)
     loss.backward()
     assert group.values is None  # dropped by their backward

@@ -116,6 +116,9 @@ def test_config_trains_and_evaluates_with_the_default_plan(config):
     expected = DEFAULT_PLANS.get(cfg.model.backbone.get('depth'),
                                  {name: list(range(1, depth - 1, 2))
                                   for name, depth in stages.items()})
+    frozen = cfg.model.backbone.get('frozen_stages', -1)  # never replaced (mmdet's configs: 1)
+    expected = {name: [] if i < frozen else blocks
+                for i, (name, blocks) in enumerate(expected.items())}
     assert backbone.repl_plan.to_dict() == expected
 
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
@@ -149,20 +152,25 @@ def test_config_trains_and_evaluates_with_the_default_plan(config):
 def test_syncbn_config_after_revert_keeps_synthesis_on_the_live_neighbours():
     """mmseg's configs use SyncBN; a single-process Runner reverts it to BN.
 
-    ``revert_sync_batchnorm`` cannot rebuild a replaced block's norm (its weight is computed, not
-    a Parameter): that norm stays ``SyncBatchNorm``, which runs as plain BN without a process
-    group. The ordinary neighbours' norms become new ``_BatchNormXd`` modules around the same
+    ``revert_sync_batchnorm`` rebuilds every norm, the replaced blocks' too (they say
+    ``affine=False``: they own no affine parameters), and the synthesis moves to the new norms at
+    once. The ordinary neighbours' norms become new ``_BatchNormXd`` modules around the same
     Parameter objects, so the synthesis, which holds the old modules, still reads the live
     tensors: training updates what the replaced blocks use.
     """
     cfg = load('configs/deeplabv3plus_repl_r50-d8_cityscapes-512x1024.py')
     assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
     init_default_scope('mmseg')
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model = MODELS.build(cfg.model)
+    keys = list(model.state_dict())
+    model = revert_sync_batchnorm(model)
+    assert list(model.state_dict()) == keys
     backbone = model.backbone
     for path, block in replaced_blocks(backbone):
         for owner_path, owner in block.named_modules():
             for name, parametrizations in getattr(owner, 'parametrizations', {}).items():
+                if isinstance(owner, torch.nn.modules.batchnorm._BatchNorm):
+                    assert type(owner).__name__ == 'Parametrized_BatchNormXd', (path, owner_path)
                 synthesis = parametrizations[0]
                 live = [dict(backbone.named_parameters())[f'{n}.{owner_path}.{name}']
                         for n in _neighbour_paths(backbone, path)]

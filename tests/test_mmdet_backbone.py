@@ -75,10 +75,12 @@ def test_invalid_plan_fails_at_build_time(blocks, message):
         build(repl=dict(blocks=blocks))
 
 
-def test_frozen_stages_freeze_coefficients_and_norm_eval():
+def test_frozen_stages_are_not_replaced_and_norm_eval_reaches_replaced_blocks():
     repl = build(frozen_stages=1, norm_eval=True)
     repl.train()
-    assert not any(p.requires_grad for p in repl.layer1[1].repl_coefficients.values())
+    assert repl.repl_plan.skipped == (('layer1', 1), )  # the default plan skips the frozen stage
+    assert not is_replaced(repl.layer1[1])
+    assert not any(p.requires_grad for p in repl.layer1.parameters())
     assert all(p.requires_grad for p in repl.layer2[1].repl_coefficients.values())
     assert not repl.layer2[1].bn1.training  # norm_eval reaches replaced blocks' BN
 
@@ -111,7 +113,6 @@ def test_coefficients_get_no_weight_decay():
         for param in group['params']:
             expected = 0.0 if id(param) in coefficient_ids else 1e-4
             assert group['weight_decay'] == expected
-
 
 
 @pytest.mark.parametrize('warm_start', [True, False])

@@ -1,7 +1,6 @@
 """Real mmdet train and test steps with RepL-ResNet-50, through the API and through the tools."""
 import shutil
 
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate

@@ -9,7 +9,8 @@ import pytest
 from conftest import run_tool
 from test_seg_cls_demos import FMNIST, make_demo_data, metric, plan_in
 
-SWIN_PLAN = {'stages.0': [], 'stages.1': [], 'stages.2': [1, 3], 'stages.3': []}  # 2-block stages keep theirs
+# 2-block stages keep their blocks
+SWIN_PLAN = {'stages.0': [], 'stages.1': [], 'stages.2': [1, 3], 'stages.3': []}
 
 
 def test_swin_mask_rcnn_demo_trains_and_tests(coco_demo, tmp_path):

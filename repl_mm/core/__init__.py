@@ -4,19 +4,26 @@ A replaced block keeps its structure and buffers but owns no weights: each of it
 is synthesised on every forward as ``P = a * P_prev + b * P_next`` from its neighbours' tensors.
 """
 from .adapters import ADAPTERS, build_adapter
+from .checkpointing import checkpoint_without_reentry
+from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients,
+                           is_coefficient, is_replaced, replaced_blocks)
+from .config import KINDS, ReplacementConfig
 from .errors import AdapterError, CheckpointMismatchError, PlanError, ReplError
 from .fold import fold_replaced_blocks
 from .light import LightConvSurrogate, LightLinearSurrogate, LightSpec
-from .plan import ReplacementPlan, default_blocks, resolve_plan
-from .replace import (COEFFICIENTS, RemovedBlock, ReplacementConfig, is_replaced,
-                      replace_blocks, replaced_blocks)
+from .plan import ReplacementPlan, default_blocks, format_blocks, resolve_plan, suggest_blocks
+from .replace import RemovedBlock, replace_blocks
+from .state_dict_guard import StateDictGuard, warm_start_coefficients
 from .synthesis import (GRANULARITIES, BlockSynthesis, NeighbourSynthesis, block_syntheses,
                         synthesised_numel)
 
 __all__ = [
-    'ADAPTERS', 'COEFFICIENTS', 'GRANULARITIES', 'AdapterError', 'BlockSynthesis',
-    'CheckpointMismatchError', 'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec',
-    'NeighbourSynthesis', 'PlanError', 'fold_replaced_blocks', 'RemovedBlock', 'ReplError',
-    'ReplacementConfig', 'ReplacementPlan', 'block_syntheses', 'build_adapter', 'default_blocks',
-    'is_replaced', 'replace_blocks', 'replaced_blocks', 'resolve_plan', 'synthesised_numel'
+    'ADAPTERS', 'ADAPTER_MODULES', 'COEFFICIENTS', 'GRANULARITIES', 'KINDS', 'AdapterError',
+    'BlockSynthesis', 'CheckpointMismatchError', 'CoefficientSpec', 'LightConvSurrogate',
+    'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis', 'PlanError', 'RemovedBlock',
+    'ReplCoefficients', 'ReplError', 'ReplacementConfig', 'ReplacementPlan', 'StateDictGuard',
+    'block_syntheses', 'build_adapter', 'checkpoint_without_reentry', 'default_blocks',
+    'fold_replaced_blocks', 'format_blocks', 'is_coefficient', 'is_replaced', 'replace_blocks',
+    'replaced_blocks', 'resolve_plan', 'suggest_blocks', 'synthesised_numel',
+    'warm_start_coefficients'
 ]

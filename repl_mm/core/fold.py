@@ -13,9 +13,10 @@ from typing import List
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
-from .replace import ADAPTER_MODULES, COEFFICIENTS, replaced_blocks
+from .coefficients import ADAPTER_MODULES, COEFFICIENTS, replaced_blocks
 from .synthesis import block_syntheses
 
 
@@ -27,6 +28,7 @@ def fold_replaced_blocks(model: nn.Module) -> List[str]:
     folded = []
     for path, block in replaced_blocks(model):
         for group in block_syntheses(block):
+            group.reattach()  # onto norms a SyncBN converter rebuilt
             group.remove()
         for module in list(block.modules()):
             if not parametrize.is_parametrized(module):
@@ -36,6 +38,8 @@ def fold_replaced_blocks(model: nn.Module) -> List[str]:
                     value = getattr(module, name).detach().clone()
                 _remove(module, name)
                 module.register_parameter(name, nn.Parameter(value))
+            if isinstance(module, _BatchNorm):
+                module.affine = True  # it owns its affine parameters again
         delattr(block, COEFFICIENTS)
         delattr(block, ADAPTER_MODULES)
         folded.append(path)

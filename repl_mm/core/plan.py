@@ -15,6 +15,12 @@ index 1 and never a stage's last block, so both neighbours lie inside the stage.
 Explicit plans are ``{stage: [indices]}``, the stage given by its name (``'layer3'``) or its
 0-based position in the backbone (``2``). They may replace a stage's last block, whose successor
 then lies in the next stage and reaches it through a shape adapter (see ``adapters``).
+
+Frozen blocks (``frozen_stages`` of an OpenMMLab backbone) are never replaced: a frozen block has
+nothing to train, so replacing it saves no trainable parameter, its coefficients could not learn,
+and its synthesised weights would follow a trainable neighbour, so the frozen stage would change.
+The default plan leaves them out (``ReplacementPlan.skipped`` names them); an explicit plan that
+names one is refused.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -36,6 +42,7 @@ class ReplacementPlan:
 
     stages: Tuple[Tuple[str, int], ...]
     replaced: Tuple[BlockRef, ...]
+    skipped: Tuple[BlockRef, ...] = ()  # of the default plan, because they are frozen
 
     @property
     def chain(self) -> List[BlockRef]:
@@ -56,7 +63,12 @@ class ReplacementPlan:
         }
 
     def __str__(self) -> str:
-        return ', '.join(f'{stage}[{i}]' for stage, i in self.replaced) or 'no blocks'
+        return format_blocks(self.replaced) or 'no blocks'
+
+
+def format_blocks(blocks: Sequence[BlockRef]) -> str:
+    """``'layer1[1], layer3[1]'``."""
+    return ', '.join(f'{stage}[{i}]' for stage, i in blocks)
 
 
 def default_blocks(depth: int) -> List[int]:
@@ -65,28 +77,57 @@ def default_blocks(depth: int) -> List[int]:
 
 
 def resolve_plan(stages: Sequence[Tuple[str, int]],
-                 blocks: Optional[Mapping[StageKey, Sequence[int]]] = None
-                 ) -> ReplacementPlan:
+                 blocks: Optional[Mapping[StageKey, Sequence[int]]] = None,
+                 frozen: Sequence[BlockRef] = ()) -> ReplacementPlan:
     """Turn ``repl.blocks`` into a validated plan.
 
     Args:
         stages: ``(name, number of blocks)`` of every stage, in forward order.
         blocks: ``None`` for the default plan, else ``{stage name or index: [block indices]}``;
             stages left out keep all their blocks.
+        frozen: blocks that do not train (frozen stages): the default plan skips them, an
+            explicit plan may not name them.
 
     Raises:
         PlanError: naming the stage, the index and the rule broken.
     """
     stages = tuple((str(name), int(depth)) for name, depth in stages)
     names = [name for name, _ in stages]
+    frozen = set(frozen)
+    skipped: Tuple[BlockRef, ...] = ()
     if blocks is None:
-        chosen = {name: default_blocks(depth) for name, depth in stages}
+        default = [(name, i) for name, depth in stages for i in default_blocks(depth)]
+        skipped = tuple(block for block in default if block in frozen)
+        chosen: Dict[str, List[int]] = {}
+        for name, i in default:
+            if (name, i) not in frozen:
+                chosen.setdefault(name, []).append(i)
     else:
         chosen = _explicit_blocks(stages, blocks)
     replaced = tuple((name, i) for name in names for i in sorted(chosen.get(name, [])))
-    plan = ReplacementPlan(stages=stages, replaced=replaced)
-    _check_rules(plan)
+    plan = ReplacementPlan(stages=stages, replaced=replaced, skipped=skipped)
+    _check_rules(plan, frozen)
     return plan
+
+
+def suggest_blocks(stages: Sequence[Tuple[str, int]],
+                   frozen: Sequence[BlockRef] = ()) -> Dict[str, List[int]]:
+    """A valid explicit plan for a backbone whose default plan is empty (stages of 1-2 blocks).
+
+    Every other block of the chain from the second, skipping each stage's first block (which
+    usually changes shape and has a projection shortcut) and frozen blocks; a stage's last block
+    then takes its successor from the next stage, through a shape adapter.
+    """
+    chain = [(str(name), i) for name, depth in stages for i in range(int(depth))]
+    frozen = set(frozen)
+    chosen: Dict[str, List[int]] = {}
+    last = -2
+    for position, (name, i) in enumerate(chain[1:-1], start=1):
+        if i == 0 or (name, i) in frozen or position - last < 2:
+            continue
+        chosen.setdefault(name, []).append(i)
+        last = position
+    return chosen
 
 
 def _describe(stages: Sequence[Tuple[str, int]]) -> str:
@@ -132,10 +173,17 @@ def _explicit_blocks(stages: Sequence[Tuple[str, int]],
     return chosen
 
 
-def _check_rules(plan: ReplacementPlan) -> None:
+def _check_rules(plan: ReplacementPlan, frozen: set) -> None:
     chain = plan.chain
     replaced = set(plan.replaced)
     for stage, index in plan.replaced:
+        if (stage, index) in frozen:
+            raise PlanError(
+                f'repl.blocks: {stage}[{index}] is frozen (frozen_stages): a frozen block has '
+                f'nothing to train, so replacing it saves no trainable parameter, its '
+                f'coefficients could not learn, and its synthesised weights would follow its '
+                f'trainable neighbours, so the frozen stage would change. Remove it from '
+                f'repl.blocks, or lower frozen_stages.')
         position = chain.index((stage, index))
         if position == 0:
             raise PlanError(f'repl.blocks: {stage}[{index}] is the network\'s first block; a '

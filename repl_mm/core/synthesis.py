@@ -9,24 +9,31 @@ block needs:
   their running statistics as their own buffers;
 * the block owns no parameter of its own: ``P`` is a property computed from tensors that live
   elsewhere, so the state dict, the optimizer and DDP see each neighbour tensor once;
-* a checkpointed block's recomputation (``with_cp``, reentrant or not) reads the values its
-  forward made, so it gives the same gradients; ``deepcopy`` (EMA) and ``model.to()`` keep the
-  references to the neighbours consistent (they are plain attributes resolved by name).
+* ``deepcopy`` (EMA) and ``model.to()`` keep the references to the neighbours consistent (they
+  are plain attributes resolved by name).
+
+A batch norm whose affine parameters are synthesised says ``affine=False`` (it owns no affine
+parameters; its forward uses ``weight`` and ``bias`` all the same). So converters that rebuild
+norm layers (``SyncBatchNorm.convert_sync_batchnorm``, mmengine's ``convert_sync_batchnorm`` and
+``revert_sync_batchnorm``) build the new norm without affine parameters, with the running
+statistics and the ``parametrizations`` child carried over, instead of failing on the assignment
+of a computed tensor to a parameter. When that child is registered in the new norm, a global
+module-registration hook (``carry_synthesis_over``) attaches the synthesis to it; should a tool
+move it some other way, the block re-attaches before its next forward
+(``BlockSynthesis.reattach``).
 
 The coefficients ``(a, b)`` are stored in the replaced block as ``repl_coefficients[key]``
 (shape ``(2,)`` or ``(2, C_out)``) and the adapters as ``repl_adapters[...]``; this module only
 points at them, so nothing is registered twice.
 
-Evaluated tensor by tensor, the synthesis costs each tensor a few small kernels forward and a
-dozen backward (products, sums, copies, zero-fills, accumulations): 1,243 extra operators a step
-for ResNet-50's 45 replaced tensors, which is what a launch-bound GPU step pays for. So a replaced
-block synthesises all its tensors at once when it runs (``BlockSynthesis``, a forward pre-hook:
-one autograd node, ``torch._foreach_*`` products), and the parametrizations return those values
-inside the block's forward, and after it while they are current (a checkpointed block's
-recomputation); read anywhere else (folding, warm start, user code after an optimizer step) a
-tensor is synthesised on its own, with the same result, bit for bit (the same kernels). Batched:
-508 extra operators (``tests/test_batched_synthesis.py``). Under ``torch.compile`` the block is
-traced tensor by tensor: the compiler fuses those kernels itself.
+A replaced block synthesises all its tensors at once when it runs (``BlockSynthesis``, a forward
+pre-hook: one autograd node, ``torch._foreach_*`` products), which saves the per-tensor kernel
+launches of a tensor-by-tensor evaluation (docs/benchmarks.md counts them). The parametrizations
+return those values inside the block's forward, and, during a backward pass, while every tensor
+they were made from is unchanged (a checkpointed block's recomputation); read anywhere else
+(folding, warm start, user code, after a ``.data`` write) a tensor is synthesised on its own,
+with the same result, bit for bit (the same kernels). Under ``torch.compile`` the block is traced
+tensor by tensor: the compiler fuses those kernels itself.
 """
 import math
 import weakref
@@ -34,6 +41,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils import parametrize
 
 GRANULARITIES = ('tensor', 'channel', 'submodule')
 
@@ -50,16 +59,21 @@ class NeighbourSynthesis(nn.Module):
             ``(2,)`` or ``(2, C_out)`` (per output channel, broadcast over the other dims).
         adapters: ``(adapt_prev, adapt_next)``, each a module or ``None`` for equal shapes.
         detach_neighbours: if true, gradients reach the coefficients only, not the neighbours.
+        owner_path: path, inside the replaced block, of the module whose tensor this is.
+        target_name: the tensor's attribute name in that module (default: ``tensor_name``).
     """
 
     def __init__(self, prev_owner: nn.Module, next_owner: nn.Module, tensor_name: str,
                  shape: Sequence[int], coefficients: nn.ParameterDict, key: str,
                  adapters: Tuple[Optional[nn.Module], Optional[nn.Module]],
-                 detach_neighbours: bool = False) -> None:
+                 detach_neighbours: bool = False, owner_path: str = '',
+                 target_name: Optional[str] = None) -> None:
         super().__init__()
         # A tuple is a plain attribute: nn.Module does not register its contents.
         self._sources = (prev_owner, next_owner, coefficients, adapters)
         self.tensor_name = tensor_name
+        self.owner_path = owner_path
+        self.target_name = target_name or tensor_name
         self.shape = tuple(shape)
         self.key = key
         self.detach_neighbours = detach_neighbours
@@ -110,6 +124,70 @@ class NeighbourSynthesis(nn.Module):
                 f'detach_neighbours={self.detach_neighbours}')
 
 
+def attach(owner: nn.Module, synthesis: NeighbourSynthesis) -> None:
+    """Make ``owner.<synthesis.target_name>`` the output of ``synthesis``.
+
+    ``owner`` holds a tensor of that name: the replaced block's own parameter, or, on a norm that
+    a converter has rebuilt, the ``None`` slot of a norm without affine parameters, next to the
+    ``parametrizations`` child carried over from the norm it replaced.
+    """
+    name = synthesis.target_name
+    stale = owner._modules.get('parametrizations')
+    if stale is not None and not any(isinstance(getattr(type(owner), n, None), property)
+                                     for n in stale):
+        del owner._modules['parametrizations']  # a rebuilt norm's class is not parametrized
+    if name in owner._parameters and owner._parameters[name] is None:
+        # parametrize needs a tensor in the slot (and drops it: right_inverse keeps nothing)
+        owner._parameters[name] = nn.Parameter(torch.empty(0), requires_grad=False)
+    parametrize.register_parametrization(owner, name, synthesis, unsafe=True)
+    if isinstance(owner, _BatchNorm):
+        owner.affine = False  # owns no affine parameters; see the module docstring
+
+
+def carry_synthesis_over(module: nn.Module, name: str,
+                         submodule: Optional[nn.Module]) -> Optional[nn.Module]:
+    """Global module-registration hook: attach synthesis to a norm that a converter rebuilt.
+
+    A converter builds the new norm, then registers the old norm's children in it; one of them
+    is the old norm's ``parametrizations``. Returns the new norm's own ``parametrizations`` to
+    register instead, or ``None`` (nothing to do) for every other registration.
+    """
+    if name != 'parametrizations' or not isinstance(submodule, nn.ModuleDict):
+        return None
+    syntheses = [entry[0] for entry in submodule.values()
+                 if len(entry) and isinstance(entry[0], NeighbourSynthesis)]
+    if not syntheses or any(isinstance(getattr(type(module), s.target_name, None), property)
+                            for s in syntheses):
+        return None  # parametrize building its own dict, or an already parametrized module
+    for synthesis in syntheses:
+        attach(module, synthesis)
+    return module._modules['parametrizations']
+
+
+_rebuild_hook = []
+
+
+def install_rebuild_hook() -> None:
+    """Register ``carry_synthesis_over`` for the process (once)."""
+    if not _rebuild_hook:
+        _rebuild_hook.append(
+            torch.nn.modules.module.register_module_module_registration_hook(
+                carry_synthesis_over))
+
+
+def is_attached(owner: nn.Module, synthesis: NeighbourSynthesis) -> bool:
+    """Whether ``owner.<target_name>`` is (still) computed by ``synthesis``."""
+    name = synthesis.target_name
+    return (isinstance(getattr(type(owner), name, None), property)
+            and parametrize.is_parametrized(owner, name)
+            and owner.parametrizations[name][0] is synthesis)
+
+
+def _in_backward() -> bool:
+    """Whether autograd is running a backward pass (where checkpoints recompute)."""
+    return torch._C._current_graph_task_id() != -1
+
+
 def _broadcast(coefficients: Tensor, dim: int) -> Tuple[Tensor, Tensor]:
     """``a, b`` of a ``(2,)`` or ``(2, C_out)`` coefficient tensor, broadcastable to a tensor of
     ``dim`` dims (per output channel: over the remaining dims)."""
@@ -126,15 +204,16 @@ class BlockSynthesis:
     Registered on the block as a forward pre-hook, which evaluates every ``NeighbourSynthesis``
     of the block in one ``_SynthesiseTensors`` call, and a forward hook. Inside the block's
     forward the parametrizations return those values. A forward with gradients keeps them until
-    their backward has run, for a checkpointed block's recomputation in the backward pass
-    (``use_reentrant=False`` checks that it saves the same tensors as the forward did), and only
-    while every tensor they were made from is unchanged (same storage, same version counter) and
-    the grad mode is the same: an optimizer step, ``load_state_dict`` or ``model.to()`` in between
-    make them stale, and the tensor is then synthesised on its own. ``deepcopy`` and pickling drop
-    them.
+    their backward has run, for a checkpointed block's recomputation in the backward pass (which
+    must save the same tensors as the forward did), and serves them there only while every
+    tensor they were made from is unchanged (same storage, same version counter) and the grad
+    mode is the same. Outside the block's forward and outside a backward pass the tensors are
+    synthesised afresh: a ``.data`` write (mmengine's EMA swap, some fused optimizers) changes a
+    tensor without a version change. ``deepcopy`` and pickling drop the values.
     """
 
     def __init__(self, holder: nn.Module, syntheses: List[NeighbourSynthesis]) -> None:
+        self.holder = holder
         self.syntheses = syntheses
         self.values: Optional[Tuple[Tensor, ...]] = None
         self.inside_forward = False
@@ -142,12 +221,26 @@ class BlockSynthesis:
         self._stamp: tuple = ()
         for index, synthesis in enumerate(syntheses):
             synthesis.group, synthesis.index = self, index
+        # only batch norms are rebuilt by converters (SyncBN <-> BN)
+        self._norm_syntheses = [s for s in syntheses
+                                if isinstance(holder.get_submodule(s.owner_path), _BatchNorm)]
         self.handles = (holder.register_forward_pre_hook(self.synthesise),
                         holder.register_forward_hook(self.leave, always_call=True))
+
+    def reattach(self) -> None:
+        """Attach the synthesis to norms that a converter has rebuilt since it was installed."""
+        for synthesis in self._norm_syntheses:
+            owner = self.holder.get_submodule(synthesis.owner_path)
+            if not is_attached(owner, synthesis):
+                attach(owner, synthesis)
 
     def synthesise(self, module: nn.Module, args: tuple) -> None:
         if torch.compiler.is_compiling():
             return  # traced tensor by tensor: the compiler fuses those kernels itself
+        self.reattach()
+        if self.values is not None and _in_backward() and self.stamp() == self._stamp:
+            self.inside_forward = True  # a checkpointed block's recomputation: same values
+            return
         coefficients, prevs, nexts = [], [], []
         for synthesis in self.syntheses:
             p_prev, p_next = synthesis.neighbour_tensors()
@@ -171,13 +264,15 @@ class BlockSynthesis:
             self.values = None
 
     def value(self, index: int) -> Optional[Tensor]:
-        """The block's synthesised tensor ``index`` if it is current, else ``None``."""
+        """The block's synthesised tensor ``index`` where it may be served, else ``None``."""
         if self.values is None or torch.compiler.is_compiling():
             return None
-        if not self.inside_forward and self.stamp() != self._stamp:
+        if self.inside_forward:
+            return self.values[index]
+        if self.stamp() != self._stamp:
             self.values = None  # stale: free it
             return None
-        return self.values[index]
+        return self.values[index] if _in_backward() else None
 
     def stamp(self) -> tuple:
         """Storage and version of every tensor the values depend on, and the grad mode."""

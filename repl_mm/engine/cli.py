@@ -4,6 +4,7 @@ Modelled on mmpretrain's ``tools/train.py``: one ``merge_*_args(cfg, args)`` han
 scripts stay a few lines.
 """
 import argparse
+import ast
 import os
 import os.path as osp
 import sys
@@ -16,10 +17,32 @@ from mmengine.logging import print_log
 from repl_mm.core import ReplError
 
 
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` that also reads dict values: ``key={'layer3': [1, 3]}``.
+
+    mmengine's own parses lists and tuples only, and recurses without end on a dict literal with
+    a comma in it (``RecursionError``).
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        plain, literal = [], {}
+        for item in values:
+            key, _, value = item.partition('=')
+            if value.lstrip().startswith('{'):
+                try:
+                    literal[key] = ast.literal_eval(value)
+                except (ValueError, SyntaxError):
+                    parser.error(f'--cfg-options {item}: {value} is not a Python dict literal')
+            else:
+                plain.append(item)
+        super().__call__(parser, namespace, plain, option_string)
+        getattr(namespace, self.dest).update(literal)
+
+
 def add_cfg_options(parser: argparse.ArgumentParser) -> None:
-    """``--cfg-options key=value ...``, as every OpenMMLab tool has it."""
+    """``--cfg-options key=value ...``, as every OpenMMLab tool has it (dict values too)."""
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
         help='override settings of the config, key=value pairs, e.g. '
         'train_dataloader.dataset.data_root=data/coco/')
 

@@ -1,6 +1,6 @@
 """mmpretrain backbones with RepL: thin subclasses of mmpretrain's own classes."""
 from mmpretrain.models.backbones import (ResNet, ResNet_CIFAR, SwinTransformer,
-                                        VisionTransformer)
+                                         VisionTransformer)
 from mmpretrain.registry import MODELS
 
 from repl_mm.models import RepLResNetMixin, RepLSwinMixin, RepLViTMixin

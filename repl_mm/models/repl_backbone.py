@@ -8,6 +8,7 @@ freezing, logging) is the generic mechanism in ``repl_mm.core``::
     class RepLResNet(RepLResNetMixin, ResNet):
         pass
 """
+import logging
 from typing import Any, Dict, List, Optional, Tuple
 
 from mmengine.logging import print_log
@@ -15,11 +16,12 @@ from mmengine.logging import print_log
 from torch import nn
 
 from repl_mm.core import (LightSpec, PlanError, ReplacementConfig, ReplacementPlan,
-                          replace_blocks, replaced_blocks, synthesised_numel)
+                          checkpoint_without_reentry, format_blocks, replace_blocks,
+                          replaced_blocks, suggest_blocks, synthesised_numel, weight_decay)
 
 
-def _log(message: str) -> None:
-    print_log(message, logger='current')
+def _log(message: str, level: int = logging.INFO) -> None:
+    print_log(message, logger='current', level=level)
 
 
 class RepLBackboneMixin:
@@ -33,9 +35,11 @@ class RepLBackboneMixin:
             ``'submodule'``), ``init`` (``(0.5, 0.5)``), ``adapter`` (``'slice_pad'`` |
             ``'average'`` | ``'projection'``), ``detach_neighbours`` (``False``).
 
-    The coefficients are parameters named ``*.repl_coefficients.*``; exclude them from weight
-    decay with ``paramwise_cfg=dict(custom_keys={'repl_coefficients': dict(decay_mult=0.)})``.
-    Replaced blocks inside frozen stages (``frozen_stages``) have their coefficients frozen too.
+    The coefficients are parameters named ``*.repl_coefficients.*``; optimizers do not decay
+    them (``repl_mm.core.weight_decay``). Frozen blocks (``frozen_stages``) are never replaced:
+    the default plan skips them and says so, an explicit plan naming one is refused. With
+    ``with_cp=True``, the replaced blocks and their neighbours checkpoint without reentry
+    (``repl_mm.core.checkpointing``: what DDP needs), the other blocks as upstream does.
     """
 
     repl_config: ReplacementConfig
@@ -49,25 +53,76 @@ class RepLBackboneMixin:
         super().__init__(*args, **kwargs)
         self.repl_config = ReplacementConfig.from_dict(repl)
         before = sum(p.numel() for p in self.parameters())
+        frozen = self.repl_frozen_blocks()
         self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config, log=_log,
                                         light_spec=self.repl_light_spec,
                                         own_tensors=self.repl_own_tensors,
-                                        chunked_tensors=self.repl_chunked_tensors)
+                                        chunked_tensors=self.repl_chunked_tensors,
+                                        frozen=frozen)
         for _, block in replaced_blocks(self):
             for module in block.modules():
                 # A replaced block owns no weights, so its own init_cfg (e.g. mmdet's
                 # zero_init_residual override) has nothing to initialise.
                 if getattr(module, 'init_cfg', None) is not None:
                     module.init_cfg = None
-        if hasattr(self, '_freeze_stages') and getattr(self, 'frozen_stages', -1) > 0:
-            # Upstream froze its stages before the coefficients existed. Only where stages are
-            # frozen, as upstream: mmpretrain's ViT freezes its embeddings in any call.
-            self._freeze_stages()
+        if self.repl_config.kind != 'removed' and self.repl_plan.replaced:
+            weight_decay.install(_log)
+        recheckpointed = self._checkpoint_synthesis_blocks_without_reentry()
         after = sum(p.numel() for p in self.parameters())
-        _log(f'RepL {type(self).__name__} ({self.repl_config.kind}): replaced '
-             f'{self.repl_plan}; backbone parameters {before:,} -> {after:,} '
-             f'({(before - after) / max(before, 1):.1%} fewer); {synthesised_numel(self):,} '
-             f'values are synthesised from neighbours on every forward.')
+        self._log_replacement(before, after, recheckpointed, frozen)
+
+    def repl_frozen_blocks(self) -> List[Tuple[str, int]]:
+        """``(stage, index)`` of every block whose parameters are all frozen (``frozen_stages``).
+
+        Swin freezes its stages only in ``train()``; freezing here is what upstream does there.
+        """
+        if hasattr(self, '_freeze_stages') and getattr(self, 'frozen_stages', -1) > 0:
+            self._freeze_stages()
+        frozen = []
+        for name, path in self.repl_stages():
+            for index, block in enumerate(self.get_submodule(path)):
+                params = list(block.parameters())
+                if params and not any(p.requires_grad for p in params):
+                    frozen.append((name, index))
+        return frozen
+
+    def _checkpoint_synthesis_blocks_without_reentry(self) -> int:
+        if self.repl_config.kind == 'removed':
+            return 0
+        containers = {name: self.get_submodule(path) for name, path in self.repl_stages()}
+        involved = []
+        for block in self.repl_plan.replaced:
+            involved += [block, *self.repl_plan.neighbours(block)]
+        return sum(checkpoint_without_reentry(containers[stage][index])
+                   for stage, index in dict.fromkeys(involved))
+
+    def _log_replacement(self, before: int, after: int, recheckpointed: int,
+                         frozen: List[Tuple[str, int]]) -> None:
+        plan, name = self.repl_plan, type(self).__name__
+        message = f'RepL {name} ({self.repl_config.kind}): replaced {plan}'
+        if plan.skipped:
+            message += (f'; skipped {format_blocks(plan.skipped)} of the default plan: frozen '
+                        f'(frozen_stages={getattr(self, "frozen_stages", None)}), a frozen block '
+                        f'has nothing to train')
+        message += (f'; backbone parameters {before:,} -> {after:,} '
+                    f'({(before - after) / max(before, 1):.1%} fewer); '
+                    f'{synthesised_numel(self):,} values are synthesised from neighbours on '
+                    f'every forward.')
+        if recheckpointed:
+            message += (f' with_cp: {recheckpointed} blocks (replaced and their neighbours) '
+                        f'checkpoint without reentry, as DDP needs.')
+        _log(message)
+        if plan.replaced or self.repl_config.blocks is not None:
+            return
+        depths = ', '.join(str(depth) for _, depth in plan.stages)
+        suggestion = suggest_blocks(plan.stages, frozen)
+        advice = (f'A plan that works here: repl=dict(blocks={suggestion}) (a stage\'s last '
+                  f'block then takes its successor from the next stage, through a shape '
+                  f'adapter).' if suggestion else 'No block of this backbone can be replaced.')
+        _log(f'RepL {name}: the default plan replaces no block, so nothing is saved: it '
+             f'replaces every other block of a stage from index 1, never a stage\'s last '
+             f'{"nor a frozen block " if plan.skipped else ""}(stages of {depths} blocks). '
+             f'{advice}', logging.WARNING)
 
     def repl_stages(self) -> List[Tuple[str, str]]:
         """``(stage name, path of its block container)`` of every stage, in forward order."""

@@ -9,7 +9,7 @@ processes' parameters are still identical.
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from mmengine.dist import all_gather_object, get_world_size, is_distributed, is_main_process
+from mmengine.dist import all_gather_object, get_world_size, is_distributed
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper

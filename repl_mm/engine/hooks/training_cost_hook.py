@@ -71,8 +71,8 @@ class TrainingCostHook(Hook):
             return
         hub = runner.message_hub
         # mmengine's LogProcessor reads and resets the CUDA peaks itself at its log lines
-        reset = not (isinstance(self._meter, CudaPeakMemory) and self._logger_logs(runner,
-                                                                                    batch_idx))
+        reset = not (isinstance(self._meter, CudaPeakMemory)
+                     and self._logger_logs(runner, batch_idx))
         for key, value in self._meter.read(reset=reset).items():
             hub.update_scalar(f'train/cost/{key}', value)
         self._update_counts(runner)

@@ -1,0 +1,224 @@
+"""What loading a state dict into a backbone with replaced blocks may and may not do.
+
+mmengine loads with ``strict=False`` (``load_from``, ``init_cfg=Pretrained``), which would take a
+half-matching checkpoint silently and train from initial coefficients. So every path that loads a
+state dict into such a backbone first passes ``StateDictGuard``, a load-state-dict pre-hook:
+
+* a RepL checkpoint made with another plan, kind, granularity or adapter is refused with a
+  message naming the difference and the fix (read from each block's
+  ``repl_coefficients._extra_state``; for checkpoints without it, from the coefficients' keys
+  and shapes); so is a checkpoint that holds nothing for the replaced blocks but holds their
+  neighbours (made with ``kind='removed'``) in a fused or light model, and a RepL checkpoint in
+  a ``kind='removed'`` model;
+* a plain state dict (no coefficients) loads; the tensors it holds for replaced (or removed)
+  blocks are dropped with one log line naming the blocks. For the fused kind with
+  ``warm_start``, each ``(a, b)`` is first fitted by least squares to the block's own weights
+  (``warm_start_coefficients``); a light surrogate computes another function than the block, so
+  its coefficients keep ``repl.init``, and the log line says so.
+"""
+import logging
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .coefficients import COEFFICIENTS, CoefficientSpec, replaced_blocks
+from .errors import CheckpointMismatchError
+
+Log = Callable[[str], None]
+_MARKER = f'.{COEFFICIENTS}.'
+_EXTRA_STATE = f'{COEFFICIENTS}._extra_state'
+
+
+class StateDictGuard:
+    """Load-state-dict pre-hook of a backbone whose blocks ``block_paths`` were replaced.
+
+    Args:
+        block_paths: the replaced blocks' paths in the backbone (``'layer1.1'``).
+        kind: ``repl.kind``.
+        warm_start: fit the fused kind's coefficients to a plain checkpoint's weights.
+        log: where the one-line summary of a plain checkpoint goes.
+    """
+
+    def __init__(self, block_paths: Sequence[str], kind: str, warm_start: bool,
+                 log: Log = logging.getLogger('repl_mm').info) -> None:
+        self.block_paths = list(block_paths)
+        self.kind = kind
+        self.warm_start = warm_start
+        self.log = log
+
+    def __call__(self, module: nn.Module, state_dict: Dict[str, torch.Tensor], prefix: str,
+                 *args) -> None:
+        incoming = {k[len(prefix):]: k for k in state_dict if k.startswith(prefix)}
+        if not incoming:
+            return
+        theirs = sorted({k.split(_MARKER)[0] for k in incoming if _MARKER in k})
+        if theirs:
+            self._check_repl_checkpoint(module, theirs, incoming, state_dict, prefix)
+        else:
+            self._load_plain(module, incoming, state_dict, prefix)
+
+    def _names(self, paths: Sequence[str], prefix: str) -> str:
+        return ', '.join(prefix + p for p in paths) or 'nothing'
+
+    def _check_repl_checkpoint(self, module: nn.Module, theirs: List[str],
+                               incoming: Dict[str, str], state_dict: Dict[str, torch.Tensor],
+                               prefix: str) -> None:
+        if self.kind == 'removed':
+            raise CheckpointMismatchError(
+                f'The checkpoint holds RepL coefficients for {self._names(theirs, prefix)} (it '
+                f"was trained with repl.kind='fused' or 'light'), but this model deletes its "
+                f"planned blocks (repl.kind='removed'). Set repl.kind to the checkpoint's.")
+        ours = self.block_paths
+        if set(ours) != set(theirs):
+            raise CheckpointMismatchError(
+                f'The checkpoint was made with another RepL replacement plan: it replaces '
+                f'{self._names(theirs, prefix)}; this model replaces {self._names(ours, prefix)} '
+                f'(only in the checkpoint: {sorted(set(theirs) - set(ours)) or "-"}; only in the '
+                f'model: {sorted(set(ours) - set(theirs)) or "-"}). Set the backbone\'s '
+                f"repl.blocks to the checkpoint's plan, or fold the checkpoint (tools/fold.py) "
+                f'and load it into the plain backbone.')
+        for path, block in replaced_blocks(module):
+            spec: CoefficientSpec = getattr(block, COEFFICIENTS).spec
+            key = incoming.get(f'{path}.{_EXTRA_STATE}')
+            if key is not None:
+                differences = spec.differences(CoefficientSpec.decode(state_dict[key]))
+                if differences:
+                    raise CheckpointMismatchError(
+                        f'The checkpoint\'s replaced block {prefix}{path} was trained with '
+                        f'{differences}. Set repl to the checkpoint\'s settings (or fold the '
+                        f'checkpoint with tools/fold.py and load it into the plain backbone).')
+                continue
+            self._check_keys_and_shapes(path, block, incoming, state_dict, prefix)
+            # a checkpoint of an earlier repl-mm: it matches, so it states this model's settings
+            state_dict[f'{prefix}{path}.{_EXTRA_STATE}'] = spec.encode()
+
+    @staticmethod
+    def _check_keys_and_shapes(path: str, block: nn.Module, incoming: Dict[str, str],
+                               state_dict: Dict[str, torch.Tensor], prefix: str) -> None:
+        """For checkpoints without the extra state: the coefficient keys and shapes must match."""
+        marker = f'{path}{_MARKER}'
+        theirs = {k[len(marker):]: tuple(state_dict[v].shape) for k, v in incoming.items()
+                  if k.startswith(marker) and not k.endswith('_extra_state')}
+        ours = {k: tuple(p.shape) for k, p in getattr(block, COEFFICIENTS).named_parameters()}
+        if theirs.keys() != ours.keys():
+            raise CheckpointMismatchError(
+                f'The checkpoint\'s replaced block {prefix}{path} has coefficients '
+                f'{sorted(theirs)}, this model\'s has {sorted(ours)}: it was trained with '
+                f'another repl.kind or repl.granularity. Set them to the checkpoint\'s.')
+        for key, shape in ours.items():
+            if theirs[key] != shape:
+                raise CheckpointMismatchError(
+                    f'Checkpoint tensor {prefix}{marker}{key} has shape {theirs[key]} but the '
+                    f'model expects {shape}: the checkpoint was trained with another '
+                    f'repl.granularity. Set it to the checkpoint\'s.')
+
+    def _load_plain(self, module: nn.Module, incoming: Dict[str, str],
+                    state_dict: Dict[str, torch.Tensor], prefix: str) -> None:
+        held = [p for p in self.block_paths if any(k.startswith(f'{p}.') for k in incoming)]
+        if self.kind != 'removed':
+            self._refuse_removed_checkpoint(held, incoming, prefix)
+        for path, block in replaced_blocks(module):  # the coefficients are this model's
+            spec = getattr(block, COEFFICIENTS).spec
+            state_dict[f'{prefix}{path}.{_EXTRA_STATE}'] = spec.encode()
+        own_keys = set(module.state_dict().keys())
+        dropped = [k for k in incoming if k not in own_keys
+                   and any(k.startswith(f'{path}.') for path in self.block_paths)]
+        if not dropped:
+            return
+        blocks = self._names([p for p in held if any(d.startswith(f'{p}.') for d in dropped)],
+                             prefix)
+        if self.kind == 'removed':
+            message = (f'RepL: {len(dropped)} tensors of the deleted blocks {blocks} '
+                       f"(repl.kind='removed') in the loaded state dict were not loaded.")
+        else:
+            message = (f'RepL: {len(dropped)} tensors of replaced blocks in the loaded state '
+                       f'dict were not loaded (their parameters are synthesised from their '
+                       f'neighbours): {blocks}.')
+        if self.kind == 'light':
+            message += (' A light surrogate computes another function than the block it '
+                        'replaces, so their weights cannot initialise it: its coefficients keep '
+                        'repl.init and its norm starts with fresh statistics.')
+        elif self.kind == 'fused' and self.warm_start:
+            errors = warm_start_coefficients(module, replaced_blocks(module), incoming,
+                                             state_dict, prefix)
+            if errors:
+                message += (' Warm start: (a, b) fitted to them by least squares; relative '
+                            'fit error ' + ', '.join(f'{prefix}{p} {e:.3f}'
+                                                     for p, e in errors.items()) + '.')
+        for key in dropped:
+            del state_dict[incoming[key]]
+        self.log(message)
+
+    def _refuse_removed_checkpoint(self, held: List[str], incoming: Dict[str, str],
+                                   prefix: str) -> None:
+        """A backbone checkpoint with nothing for a replaced block between blocks it holds was
+        made with ``kind='removed'`` (or for another network): loading it would leave the
+        replaced blocks' statistics and coefficients at their initial values."""
+        missing = []
+        for path in self.block_paths:
+            if path in held:
+                continue
+            container, _, index = path.rpartition('.')
+            around = [f'{container}.{int(index) + step}.' for step in (-1, 1)]
+            if all(any(k.startswith(a) for k in incoming) for a in around):
+                missing.append(path)
+        if missing:
+            raise CheckpointMismatchError(
+                f'The checkpoint holds no tensors for the replaced blocks '
+                f'{self._names(missing, prefix)} but holds the blocks around them: it was made '
+                f"with repl.kind='removed' (those blocks deleted), or for another network. Set "
+                f"repl.kind='removed' to load it, or use a checkpoint of this backbone.")
+
+
+def warm_start_coefficients(module: nn.Module, blocks: List[Tuple[str, nn.Module]],
+                            incoming: Dict[str, str], state_dict: Dict[str, torch.Tensor],
+                            prefix: str) -> Dict[str, float]:
+    """Fit every ``(a, b)`` of ``blocks`` to the blocks' own weights found in ``state_dict``.
+
+    Solves ``min ||a * adapt(P_prev) + b * adapt(P_next) - P||^2`` over the tensors sharing a
+    coefficient (per output channel for ``'channel'`` granularity) with the neighbours' tensors
+    from the same state dict, and writes the result into ``state_dict`` as the coefficients'
+    entries. Returns ``{block path: ||residual|| / ||P||}`` for the blocks it fitted.
+    """
+    # neighbours by tensor identity, not module identity: SyncBN <-> BN converters put new
+    # modules in the tree around the same parameter tensors
+    names = {id(t): n for n, t in module.named_parameters(remove_duplicate=False)}
+    names.update((id(t), n) for n, t in module.named_buffers(remove_duplicate=False))
+    errors = {}
+    for block_path, block in blocks:
+        groups: Dict[str, List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        for owner_path, owner in block.named_modules():
+            if not parametrize.is_parametrized(owner):
+                continue
+            for tensor_name, parametrizations in owner.parametrizations.items():
+                synthesis = parametrizations[0]
+                keys = [f'{block_path}.{owner_path}.{tensor_name}'] + [
+                    names.get(id(getattr(n, synthesis.tensor_name)), '')
+                    for n in synthesis.neighbours]
+                if not all(k in incoming for k in keys):
+                    continue
+                own, p_prev, p_next = (state_dict[incoming[k]].detach().double() for k in keys)
+                with torch.no_grad():
+                    u, v = (t.double() for t in synthesis.adapt(p_prev.float(), p_next.float()))
+                groups.setdefault(synthesis.key, []).append((own, u, v))
+        if not groups:
+            continue
+        residual = total = 0.0
+        for key, tensors in groups.items():
+            coefficients = block.get_parameter(f'{COEFFICIENTS}.{key}')
+            per_channel = coefficients.dim() == 2
+            columns = [torch.cat([t.reshape(t.shape[0], -1) if per_channel else t.reshape(1, -1)
+                                  for t in part], dim=1) for part in zip(*tensors)]
+            own, u, v = columns
+            system = torch.stack([u, v], dim=-1)  # (groups, N, 2)
+            solution = torch.linalg.lstsq(system, own.unsqueeze(-1), driver='gelsd').solution
+            fitted = solution.squeeze(-1).T  # (2, groups)
+            residual += (system @ solution).squeeze(-1).sub(own).square().sum().item()
+            total += own.square().sum().item()
+            value = fitted if per_channel else fitted[:, 0]
+            state_dict[f'{prefix}{block_path}.{COEFFICIENTS}.{key}'] = value.to(
+                coefficients.dtype)
+        errors[block_path] = (residual / max(total, 1e-30)) ** 0.5
+    return errors
