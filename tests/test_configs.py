@@ -216,9 +216,10 @@ def test_warm_start_from_plain_weights_after_syncbn_revert(tmp_path):
         for n, value in before.items())
 
 
-# README's three upstream configs, used as they ship: only the backbone type, repl=dict() and
+# README's upstream configs, used as they ship: only the backbone type, repl=dict() and
 # custom_imports change
 UPSTREAM = {
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py': 'RepLResNet',
     'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py': 'RepLSwinTransformer',
     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py':
     'RepLSwinTransformer',
@@ -238,6 +239,19 @@ def test_upstream_config_as_is_trains_with_repl(base, tmp_path):
     model = build(cfg)
     assert len(replaced_blocks(model.backbone)) >= 2
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    # the config's own optimizer decays (AdamW 0.05 / 0.3, SGD 1e-4) but not the coefficients:
+    # with zero gradients one step moves every decayed weight and no coefficient
+    assert any(g['weight_decay'] > 0 for g in wrapper.optimizer.param_groups)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    wrapper.step()
+    after = dict(model.named_parameters())
+    coefficients = [n for n in before if COEFFICIENTS in n]
+    assert coefficients and all(torch.equal(after[n], before[n]) for n in coefficients)
+    assert any(not torch.equal(after[n], before[n]) for n in before if n.endswith('conv.weight')
+               or n.endswith('conv1.weight') or n.endswith('qkv.weight'))
+    wrapper.zero_grad()
     model.train()
     for _ in range(2):
         losses = model.train_step(batch(cfg, 2), wrapper)

@@ -257,6 +257,24 @@ def test_no_weight_decay_on_coefficients_without_a_config_line(optimizer):
     assert (after[weight] - before[weight]).abs().max() > 1e-3 * before[weight].abs().max()
 
 
+@pytest.mark.parametrize('option', ["model.backbone.repl.blocks={'layer3':[1,3]}",
+                                    'model.backbone.repl.blocks.layer3=[1,3]'])
+def test_readme_plan_options_build_the_plan_they_say(option):
+    """README's two spellings of a plan on the command line, parsed as the tools parse them."""
+    import argparse
+
+    from mmengine.config import Config
+
+    from repl_mm.engine.cli import add_cfg_options
+    parser = argparse.ArgumentParser()
+    add_cfg_options(parser)
+    cfg = Config.fromfile(str(ROOT / 'configs/mask_rcnn_repl_r50_coco.py'))
+    cfg.merge_from_dict(parser.parse_args(['--cfg-options', option]).cfg_options)
+    backbone = build('mmdet', dict(cfg.model.backbone, init_cfg=None))
+    assert backbone.repl_plan.to_dict() == {'layer1': [], 'layer2': [], 'layer3': [1, 3],
+                                            'layer4': []}
+
+
 def test_dict_plan_through_cfg_options(tmp_path):
     """``--cfg-options "model.backbone.repl.blocks={'layer2':[1],'layer3':[1]}"``: mmengine's own
     option parser recursed without end on it."""
