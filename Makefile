@@ -3,17 +3,19 @@ PYTHON      ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip
-SHARED      ?= ../shared
-MMCV_WHEELS ?= $(SHARED)/wheels
+# Optional speed-up: a folder holding a prebuilt mmcv wheel for this torch; without it mmcv is
+# built from its sdist (11-14 min on 2 cores).
+MMCV_WHEELS ?= ../shared/wheels
 MMCV_BUILD  ?= .build/mmcv
 STAMP       := $(VENV)/.repl-mm-stack
 
-# Pins: see ../shared/ENVIRONMENT.md for why each one is there.
-TORCH_PINS  := torch==2.14.1 torchvision==0.29.1
-BASE_PINS   := 'setuptools>=77.0.3,<81' 'numpy<2.4' wheel mmengine==0.10.7
-STACK_PINS  := mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 pycocotools \
-               cityscapesscripts ftfy regex matplotlib pytest \
-               'numpy<2.4' 'setuptools>=77.0.3,<81' 'pillow<13'
+# Every version pin lives in requirements/constraints.txt (with the reason for each).
+PINS        := -c requirements/constraints.txt
+MMCV        := mmcv-$(shell sed -n 's/^mmcv==//p' requirements/constraints.txt)
+TORCH       := torch torchvision
+BASE        := setuptools numpy wheel mmengine
+STACK       := mmdet mmsegmentation mmpretrain pycocotools cityscapesscripts ftfy regex \
+               matplotlib pytest numpy setuptools pillow
 
 .PHONY: install venv fashion-mnist test test-slow demo
 
@@ -27,29 +29,30 @@ $(PY):
 
 # The pinned OpenMMLab stack; mmcv comes from a prebuilt wheel when one is at hand, else it is built
 # from the sdist patched to C++20 (torch 2.14 headers demand it; 11-14 min on 2 cores).
-$(STAMP): $(PY) Makefile
-	$(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q $(BASE_PINS)
+$(STAMP): $(PY) Makefile requirements/constraints.txt
+	$(PIP) install -q $(PINS) $(TORCH)
+	$(PIP) install -q $(PINS) $(BASE)
 	@if $(PY) -c "import mmcv, mmcv.ops" 2>/dev/null; then \
 		echo "mmcv already installed"; \
-	elif ls $(MMCV_WHEELS)/mmcv-2.1.0-*.whl >/dev/null 2>&1; then \
-		$(PIP) install -q --no-index --find-links $(MMCV_WHEELS) mmcv==2.1.0; \
+	elif ls $(MMCV_WHEELS)/$(MMCV)-*.whl >/dev/null 2>&1; then \
+		$(PIP) install -q --no-index --find-links $(MMCV_WHEELS) $(PINS) mmcv; \
 	else \
 		$(MAKE) --no-print-directory mmcv-from-source; \
 	fi
-	$(PIP) install -q $(STACK_PINS)
+	$(PIP) install -q $(PINS) $(STACK)
 	$(PIP) check
 	touch $@
 
 .PHONY: mmcv-from-source
 mmcv-from-source:
 	mkdir -p $(MMCV_BUILD)/src $(MMCV_BUILD)/wheels
-	$(PIP) download -q --no-deps --no-binary :all: mmcv==2.1.0 -d $(MMCV_BUILD)/src
-	tar xzf $(MMCV_BUILD)/src/mmcv-2.1.0.tar.gz -C $(MMCV_BUILD)/src
-	sed -i "s/'-std=c++17'/'-std=c++20'/g" $(MMCV_BUILD)/src/mmcv-2.1.0/setup.py
+	$(PIP) download -q --no-deps --no-binary :all: --no-build-isolation $(PINS) mmcv \
+		-d $(MMCV_BUILD)/src
+	tar xzf $(MMCV_BUILD)/src/$(MMCV).tar.gz -C $(MMCV_BUILD)/src
+	sed -i "s/'-std=c++17'/'-std=c++20'/g" $(MMCV_BUILD)/src/$(MMCV)/setup.py
 	MMCV_WITH_OPS=1 MAX_JOBS=2 $(PIP) wheel --no-build-isolation --no-deps \
-		$(MMCV_BUILD)/src/mmcv-2.1.0 -w $(MMCV_BUILD)/wheels
-	$(PIP) install -q --no-index --find-links $(MMCV_BUILD)/wheels mmcv==2.1.0
+		$(MMCV_BUILD)/src/$(MMCV) -w $(MMCV_BUILD)/wheels
+	$(PIP) install -q --no-index --find-links $(MMCV_BUILD)/wheels $(PINS) mmcv
 
 $(VENV)/.repl-mm-editable: $(STAMP) setup.cfg pyproject.toml
 	$(PIP) install -q --no-deps --no-build-isolation -e .

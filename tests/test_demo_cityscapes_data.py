@@ -57,9 +57,9 @@ def _id_to_train_id() -> np.ndarray:
 
 def test_layout_and_names(demo: tuple[Path, dict]) -> None:
     root, summary = demo
-    assert summary['generated'] and (root / 'generator.json').is_file()
+    assert summary['written'] and (root / 'generator.json').is_file()
     have_fmnist = (FMNIST / 'train-images-idx3-ubyte.gz').is_file()
-    assert summary['object_source'] == ('fashion-mnist' if have_fmnist else 'procedural')
+    assert summary['source'] == ('fashion-mnist' if have_fmnist else 'procedural')
     for split, n, cities in (('train', N_TRAIN, CITIES_TRAIN), ('val', N_VAL, CITIES_VAL)):
         imgs = _images(root, split)
         assert len(imgs) == n
@@ -76,11 +76,14 @@ def test_layout_and_names(demo: tuple[Path, dict]) -> None:
         assert [g.name[:-len('_gtFine_labelTrainIds.png')] for g in gts] == \
                [p.name[:-len('_leftImg8bit.png')] for p in imgs]
         assert len(list((root / 'gtFine' / split).glob('*/*'))) == n * len(GT_SUFFIXES)
+        assert summary['splits'][split]['num_images'] == n
+        assert summary['splits'][split]['paths'] == {'img_path': f'leftImg8bit/{split}',
+                                                     'seg_map_path': f'gtFine/{split}'}
 
 
 def test_train_ids_and_instance_ids_follow_cityscapes(demo: tuple[Path, dict]) -> None:
     from cityscapesscripts.helpers.labels import id2label
-    root, _ = demo
+    root, summary = demo
     lut = _id_to_train_id()
     n_instances = 0
     for split in ('train', 'val'):
@@ -108,13 +111,14 @@ def test_train_ids_and_instance_ids_follow_cityscapes(demo: tuple[Path, dict]) -
             assert color.shape == (H, W, 4)
             for lab_id in np.unique(ids):
                 assert tuple(color[ids == lab_id][0, :3]) == id2label[int(lab_id)].color
-    assert n_instances > 0
+    assert n_instances == sum(count for split in summary['splits'].values()
+                              for count in split['per_class'].values()) > 0
 
 
 def test_deterministic_and_skip(tmp_path: Path, demo: tuple[Path, dict]) -> None:
     root, _ = demo
     other = tmp_path / 'again'
-    assert _make(other)['generated']
+    assert _make(other)['written']
     files = sorted(f.relative_to(root) for f in root.rglob('*.png'))
     assert files == sorted(f.relative_to(other) for f in other.rglob('*.png'))
     for f in files:
@@ -122,11 +126,11 @@ def test_deterministic_and_skip(tmp_path: Path, demo: tuple[Path, dict]) -> None
     # same parameters: skipped, files untouched
     mtimes = {f: (other / f).stat().st_mtime_ns for f in files}
     again = _make(other)
-    assert not again['generated'] and again['splits']['val']['num_images'] == N_VAL
+    assert not again['written'] and again['splits']['val']['num_images'] == N_VAL
     assert mtimes == {f: (other / f).stat().st_mtime_ns for f in files}
     # another seed: regenerated in place with different pixels and no stale files
     changed = _make(other, seed=4, num_val=2)
-    assert changed['generated']
+    assert changed['written']
     assert len(_images(other, 'val')) == 2
     first = files[0]
     assert (root / first).read_bytes() != (other / first).read_bytes()
@@ -139,7 +143,7 @@ def test_splits_are_disjoint(demo: tuple[Path, dict]) -> None:
     assert {p.name for p in train}.isdisjoint({p.name for p in val})
     train_bytes = {p.read_bytes() for p in train}
     assert not any(p.read_bytes() in train_bytes for p in val)
-    assert summary['splits']['train']['cities'] == list(CITIES_TRAIN)
+    assert summary['params']['cities_train'] == list(CITIES_TRAIN)
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
@@ -166,11 +170,11 @@ def test_fallback_without_fashion_mnist(tmp_path: Path) -> None:
     with pytest.warns(RuntimeWarning, match='Fashion-MNIST'):
         summary = _make(tmp_path / 'proc', fmnist_dir=str(empty), num_train=2, num_val=1,
                         cities_train=('t0',), cities_val=('v0',))
-    assert summary['object_source'] == 'procedural' and summary['warnings']
-    assert sum(summary['splits']['train']['instances'].values()) > 0
+    assert summary['source'] == 'procedural'
+    assert sum(summary['splits']['train']['per_class'].values()) > 0
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # fmnist_dir=None asks for procedural objects: no warning
-        assert _make(tmp_path / 'proc2', fmnist_dir=None)['object_source'] == 'procedural'
+        assert _make(tmp_path / 'proc2', fmnist_dir=None)['source'] == 'procedural'
 
 
 @pytest.fixture(scope='module')

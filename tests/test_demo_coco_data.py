@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from repl_mm.demo import FASHION_MNIST_CLASSES, make_coco_demo
-from repl_mm.demo.coco_data import DEFAULT_FMNIST_DIR, _missing_fmnist_files
+from repl_mm.demo import DEFAULT_FMNIST_DIR, FASHION_MNIST_CLASSES, make_coco_demo
+from repl_mm.demo.fashion_mnist_source import missing_files
 
 CLASSES = ('trouser', 'bag', 'ankle_boot')
 SMALL = dict(num_train=6, num_val=4, image_size=96, classes=CLASSES)
-HAVE_FMNIST = not _missing_fmnist_files(Path(DEFAULT_FMNIST_DIR))
+HAVE_FMNIST = not missing_files(DEFAULT_FMNIST_DIR)
 
 
 def _make(out: Path, **kwargs) -> dict:
@@ -28,6 +28,14 @@ def _make(out: Path, **kwargs) -> dict:
 
 def _load(root: Path, split: str) -> dict:
     return json.loads((root / 'annotations' / f'instances_{split}2017.json').read_text())
+
+
+def _ann_file(summary: dict, split: str) -> str:
+    return str(Path(summary['out_dir']) / summary['splits'][split]['paths']['ann_file'])
+
+
+def _instances(summary: dict, split: str) -> int:
+    return sum(summary['splits'][split]['per_class'].values())
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -44,14 +52,20 @@ def dataset(tmp_path_factory) -> tuple[Path, dict]:
 def test_layout_and_json_structure(dataset):
     root, summary = dataset
     assert summary['source'] == ('fashion-mnist' if HAVE_FMNIST else 'procedural')
-    assert summary['classes'] == list(CLASSES) and summary['skipped'] is False
-    assert summary['num_images'] == {'train': 6, 'val': 4}
+    assert summary['params']['classes'] == list(CLASSES) and summary['written'] is True
+    num_images = {split: summary['splits'][split]['num_images'] for split in ('train', 'val')}
+    assert num_images == {'train': 6, 'val': 4}
     assert (root / 'generator.json').is_file()
     splits = {s: _load(root, s) for s in ('train', 'val')}
     for split, data in splits.items():
         assert data['categories'] == [dict(id=i + 1, name=c, supercategory='fashion')
                                       for i, c in enumerate(CLASSES)]
-        assert len(data['annotations']) == summary['num_instances'][split]
+        per_class = summary['splits'][split]['per_class']
+        assert list(per_class) == list(CLASSES)
+        assert [sum(a['category_id'] == i + 1 for a in data['annotations'])
+                for i in range(len(CLASSES))] == list(per_class.values())
+        assert summary['splits'][split]['paths'] == {
+            'ann_file': f'annotations/instances_{split}2017.json', 'img': f'{split}2017/'}
         for img in data['images']:
             assert set(img) == {'id', 'file_name', 'width', 'height'}
             pixels = cv2.imread(str(root / f'{split}2017' / img['file_name']))
@@ -111,11 +125,11 @@ def test_skips_identical_regeneration_and_clears_stale_files(tmp_path):
     first = _make(out, seed=3)
     stamp = (out / 'generator.json').stat().st_mtime_ns
     again = _make(out, seed=3)
-    assert again['skipped'] is True and again['num_instances'] == first['num_instances']
+    assert again['written'] is False and again['splits'] == first['splits']
     assert (out / 'generator.json').stat().st_mtime_ns == stamp
-    assert _make(out, seed=3, overwrite=True)['skipped'] is False
+    assert _make(out, seed=3, overwrite=True)['written'] is True
     smaller = _make(out, seed=3, num_train=2)             # other parameters: regenerate
-    assert smaller['skipped'] is False
+    assert smaller['written'] is True
     assert len(list((out / 'train2017').iterdir())) == 2  # no stale images left behind
 
 
@@ -124,7 +138,7 @@ def test_refuses_to_clobber_foreign_data(tmp_path):
     (tmp_path / 'train2017' / 'mine.jpg').write_bytes(b'not ours')
     with pytest.raises(FileExistsError, match='overwrite=True'):
         _make(tmp_path)
-    assert _make(tmp_path, overwrite=True)['num_images']['train'] == 6
+    assert _make(tmp_path, overwrite=True)['splits']['train']['num_images'] == 6
     assert not (tmp_path / 'train2017' / 'mine.jpg').exists()
 
 
@@ -154,20 +168,23 @@ def test_unknown_class_error_lists_every_valid_name(tmp_path):
 def test_procedural_fallback_without_fashion_mnist(tmp_path):
     empty = tmp_path / 'no_fmnist'
     empty.mkdir()
+    args = dict(SMALL, classes=['Ankle Boot', 'bag'])
     with pytest.warns(RuntimeWarning, match='procedural shapes'):
-        summary = make_coco_demo(str(tmp_path / 'demo'), fmnist_dir=str(empty),
-                                 classes=['Ankle Boot', 'bag'], **{
-                                     k: v for k, v in SMALL.items() if k != 'classes'})
+        summary = make_coco_demo(str(tmp_path / 'demo'), fmnist_dir=str(empty), **args)
     assert summary['source'] == 'procedural'
-    assert summary['classes'] == ['ankle_boot', 'bag']
+    assert summary['params']['classes'] == ['ankle_boot', 'bag']
     record = json.loads((tmp_path / 'demo' / 'generator.json').read_text())
-    assert record['source'] == 'procedural'
-    coco = COCO(summary['ann_files']['val'])
-    assert len(coco.imgs) == 4 and len(coco.anns) == summary['num_instances']['val'] > 0
+    assert record['params']['source'] == 'procedural'
+    coco = COCO(_ann_file(summary, 'val'))
+    assert len(coco.imgs) == 4 and len(coco.anns) == _instances(summary, 'val') > 0
     for ann in coco.anns.values():
         ys, xs = np.nonzero(coco.annToMask(ann))
         assert [xs.min(), ys.min(), xs.max() - xs.min() + 1,
                 ys.max() - ys.min() + 1] == pytest.approx(ann['bbox'], abs=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # fmnist_dir=None asks for the shapes: no warning
+        make_coco_demo(str(tmp_path / 'asked'), fmnist_dir=None, **args)
+    assert _tree(tmp_path / 'asked') == _tree(tmp_path / 'demo')
 
 
 def test_mmdet_loads_it_and_coco_metric_scores_ground_truth_at_one(dataset):
@@ -185,8 +202,8 @@ def test_mmdet_loads_it_and_coco_metric_scores_ground_truth_at_one(dataset):
         ds = CocoDataset(data_root=str(root), ann_file=f'annotations/instances_{split}2017.json',
                          data_prefix=dict(img=f'{split}2017/'), metainfo=dict(classes=CLASSES),
                          pipeline=pipeline, test_mode=(split == 'val'))
-        assert len(ds) == summary['num_images'][split]
-        metric = CocoMetric(ann_file=summary['ann_files'][split], metric=['bbox', 'segm'])
+        assert len(ds) == summary['splits'][split]['num_images']
+        metric = CocoMetric(ann_file=_ann_file(summary, split), metric=['bbox', 'segm'])
         metric.dataset_meta = ds.metainfo
         instances = 0
         for i in range(len(ds)):
@@ -199,7 +216,7 @@ def test_mmdet_loads_it_and_coco_metric_scores_ground_truth_at_one(dataset):
                                          bboxes=boxes, scores=torch.ones(len(boxes)),
                                          labels=torch.as_tensor(item['gt_bboxes_labels']),
                                          masks=torch.from_numpy(masks).bool()))])
-        assert instances == summary['num_instances'][split]
+        assert instances == _instances(summary, split)
         scores = metric.evaluate(len(ds))
         assert scores['coco/bbox_mAP'] == pytest.approx(1.0, abs=1e-3)
         assert scores['coco/segm_mAP'] == pytest.approx(1.0, abs=1e-3)

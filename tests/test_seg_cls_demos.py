@@ -37,7 +37,7 @@ def make_demo_data(*argv: str) -> dict:
     with contextlib.redirect_stdout(out):
         assert tool['main'](list(argv)) == 0
     first, summary = out.getvalue().split('\n', 1)
-    assert first.startswith(f'{argv[0]} demo data written: ')
+    assert first.startswith(f'{argv[0]} demo data ')  # then 'written' or 'up to date, skipped'
     return json.loads(summary)
 
 
@@ -50,15 +50,15 @@ def plan_in(checkpoint: Path) -> dict:
 def test_make_demo_data_writes_cityscapes_for_mmseg(tmp_path):
     summary = make_demo_data('cityscapes', '--out', str(tmp_path), '--num-train', '2',
                              '--num-val', '1', '--image-size', '32', '64', '--seed', '3')
-    assert summary['generated'] and summary['params']['seed'] == 3
-    assert summary['mmseg']['val'] == {'img_path': 'leftImg8bit/val',
-                                       'seg_map_path': 'gtFine/val'}
+    assert summary['written'] and summary['params']['seed'] == 3
+    assert summary['splits']['val']['paths'] == {'img_path': 'leftImg8bit/val',
+                                                 'seg_map_path': 'gtFine/val'}
     images = sorted((tmp_path / 'leftImg8bit' / 'train').glob('*/*_leftImg8bit.png'))
     labels = sorted((tmp_path / 'gtFine' / 'train').glob('*/*_gtFine_labelTrainIds.png'))
     assert len(images) == len(labels) == 2
     again = make_demo_data('cityscapes', '--out', str(tmp_path), '--num-train', '2',
                            '--num-val', '1', '--image-size', '32', '64', '--seed', '3')
-    assert not again['generated']  # up to date: skipped
+    assert not again['written']  # up to date: skipped
 
 
 def test_make_demo_data_fashion_mnist_without_the_files_says_what_to_install(tmp_path, capsys):
@@ -99,8 +99,8 @@ def test_classification_demo_trains_and_tests(tmp_path):
     data = tmp_path / 'fashion_mnist'
     summary = make_demo_data('fashion-mnist', '--out', str(data), '--num-train', '128',
                              '--num-val', '64')
-    assert summary['splits']['train']['num_items'] == 128
-    assert summary['splits']['val']['num_items'] == 64
+    assert summary['splits']['train']['num_images'] == 128
+    assert summary['splits']['val']['num_images'] == 64
     options = [f'{split}_dataloader.dataset.data_root={data}/'
                for split in ('train', 'val', 'test')]
     work = tmp_path / 'work'

@@ -8,7 +8,8 @@
 
 The first argument picks the dataset kind; each kind is one entry of ``KINDS`` (its CLI options
 and the package function that does the work).  A second run with the same options leaves the data
-untouched (see ``--overwrite``).
+untouched (see ``--overwrite``).  The tool prints one line, ``KIND demo data STATE: OUT_DIR``
+with STATE ``written`` or ``up to date, skipped``, then the generator's summary as JSON.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
-from repl_mm.demo import (DEFAULT_CLASSES, FASHION_MNIST_CLASSES, make_cityscapes_demo,
-                          make_coco_demo, make_fashion_mnist_demo)
+from repl_mm.demo import (DEFAULT_CLASSES, DEFAULT_FMNIST_DIR, FASHION_MNIST_CLASSES,
+                          make_cityscapes_demo, make_coco_demo, make_fashion_mnist_demo)
+from repl_mm.demo.generator_record import Summary
 
-FMNIST_DIR = '/usr/share/datasets/fashion-mnist'
+#: the first line's STATE, by the summary's ``written``
+STATES = {True: 'written', False: 'up to date, skipped'}
 
 
 class Kind(NamedTuple):
@@ -29,11 +32,18 @@ class Kind(NamedTuple):
 
     help: str
     add_args: Callable[[argparse.ArgumentParser], None]
-    generate: Callable[[argparse.Namespace], dict[str, Any]]
+    generate: Callable[[argparse.Namespace], Summary]
+
+
+def _common_args(parser: argparse.ArgumentParser, out: str) -> None:
+    parser.add_argument('--out', default=out, help='dataset root')
+    parser.add_argument('--fmnist-dir', default=DEFAULT_FMNIST_DIR,
+                        help='folder with the Fashion-MNIST *-ubyte.gz files')
+    parser.add_argument('--overwrite', action='store_true', help='regenerate even if up to date')
 
 
 def _coco_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--out', default='data/demo_coco', help='dataset root')
+    _common_args(parser, 'data/demo_coco')
     parser.add_argument('--num-train', type=int, default=200)
     parser.add_argument('--num-val', type=int, default=50)
     parser.add_argument('--seed', type=int, default=0)
@@ -41,12 +51,9 @@ def _coco_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES),
                         metavar='NAME', help=f'from {", ".join(FASHION_MNIST_CLASSES)}')
     parser.add_argument('--max-objects', type=int, default=3)
-    parser.add_argument('--fmnist-dir', default=None,
-                        help='folder with the Fashion-MNIST *-ubyte.gz files')
-    parser.add_argument('--overwrite', action='store_true', help='regenerate even if up to date')
 
 
-def _coco_generate(args: argparse.Namespace) -> dict[str, Any]:
+def _coco_generate(args: argparse.Namespace) -> Summary:
     return make_coco_demo(args.out, num_train=args.num_train, num_val=args.num_val,
                           seed=args.seed, image_size=args.image_size, classes=args.classes,
                           max_objects=args.max_objects, fmnist_dir=args.fmnist_dir,
@@ -54,7 +61,7 @@ def _coco_generate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cityscapes_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--out', default='data/demo_cityscapes', help='dataset root')
+    _common_args(parser, 'data/demo_cityscapes')
     parser.add_argument('--num-train', type=int, default=40)
     parser.add_argument('--num-val', type=int, default=10)
     parser.add_argument('--seed', type=int, default=0)
@@ -62,13 +69,10 @@ def _cityscapes_args(parser: argparse.ArgumentParser) -> None:
                         metavar=('HEIGHT', 'WIDTH'), help='2:1 like Cityscapes')
     parser.add_argument('--cities-train', nargs='+', default=['demotrain0', 'demotrain1'])
     parser.add_argument('--cities-val', nargs='+', default=['demoval0'])
-    parser.add_argument('--fmnist-dir', default=FMNIST_DIR,
-                        help='folder with the Fashion-MNIST *-ubyte.gz files')
     parser.add_argument('--no-color', action='store_true', help='skip *_gtFine_color.png')
-    parser.add_argument('--overwrite', action='store_true', help='regenerate even if up to date')
 
 
-def _cityscapes_generate(args: argparse.Namespace) -> dict[str, Any]:
+def _cityscapes_generate(args: argparse.Namespace) -> Summary:
     return make_cityscapes_demo(args.out, num_train=args.num_train, num_val=args.num_val,
                                 seed=args.seed, image_size=tuple(args.image_size),
                                 cities_train=args.cities_train, cities_val=args.cities_val,
@@ -77,17 +81,14 @@ def _cityscapes_generate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _fashion_mnist_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--out', default='data/fashion_mnist', help='dataset root')
+    _common_args(parser, 'data/fashion_mnist')
     parser.add_argument('--num-train', type=int, default=None,
                         help='keep the first N training items (default: all 60,000)')
     parser.add_argument('--num-val', type=int, default=None,
                         help='keep the first N test items (default: all 10,000)')
-    parser.add_argument('--fmnist-dir', default=FMNIST_DIR,
-                        help='folder with the Fashion-MNIST *-ubyte.gz files')
-    parser.add_argument('--overwrite', action='store_true', help='rewrite even if up to date')
 
 
-def _fashion_mnist_generate(args: argparse.Namespace) -> dict[str, Any]:
+def _fashion_mnist_generate(args: argparse.Namespace) -> Summary:
     return make_fashion_mnist_demo(args.out, num_train=args.num_train, num_val=args.num_val,
                                    fmnist_dir=args.fmnist_dir, overwrite=args.overwrite)
 
@@ -114,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = KINDS[args.kind].generate(args)
     except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
         parser.error(str(err))
-    state = 'up to date, skipped' if summary.get('skipped') else 'written'
-    print(f'{args.kind} demo data {state}: {summary["out_dir"]}')
+    print(f'{args.kind} demo data {STATES[summary["written"]]}: {summary["out_dir"]}')
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -19,37 +19,26 @@ per class) stand in, with a ``RuntimeWarning`` and ``summary['source'] == 'proce
 
 from __future__ import annotations
 
-import functools
-import gzip
 import json
 import os
-import shutil
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
-__all__ = [
-    'DEFAULT_CLASSES',
-    'DEFAULT_FMNIST_DIR',
-    'FASHION_MNIST_CLASSES',
-    'make_coco_demo',
-]
+from .fashion_mnist_source import (DEFAULT_FMNIST_DIR, FASHION_MNIST_CLASSES, choose_source,
+                                   read_split)
+from .generator_record import SplitSummary, Summary, claim, finish, up_to_date
 
-#: Fashion-MNIST label names, indexed by label (canonical spelling used in the COCO categories).
-FASHION_MNIST_CLASSES: tuple[str, ...] = (
-    't-shirt', 'trouser', 'pullover', 'dress', 'coat',
-    'sandal', 'shirt', 'sneaker', 'bag', 'ankle_boot',
-)
+__all__ = ['DEFAULT_CLASSES', 'make_coco_demo']
+
 #: Three silhouettes that differ at any scale: tall and narrow with two legs, a wide block with a
 #: handle, an L-shaped boot.  Shirts/pullovers/coats (and sandal/sneaker/boot) look alike.
 DEFAULT_CLASSES: tuple[str, ...] = ('trouser', 'bag', 'ankle_boot')
-DEFAULT_FMNIST_DIR = '/usr/share/datasets/fashion-mnist'
 
 GENERATOR_VERSION = 1            # bump whenever the same parameters would give other files
-_SPLITS = (('train', 'train2017', 'train'), ('val', 'val2017', 't10k'))  # name, folder, fmnist
+_SPLITS = (('train', 'train2017'), ('val', 'val2017'))  # split, image folder
 _ITEM = 28                     # Fashion-MNIST side, also the side of procedural items
 _GAP = 2                       # min free pixels between two objects' masks
 _MIN_EXTENT = 20               # Fashion-MNIST items must span >= 20 of their 28 px
@@ -72,10 +61,10 @@ def make_coco_demo(
     mask_threshold: int = 25,
     tint: bool = True,
     image_ext: str = '.png',
-    fmnist_dir: str | os.PathLike | None = None,
+    fmnist_dir: str | os.PathLike | None = DEFAULT_FMNIST_DIR,
     overwrite: bool = False,
-) -> dict[str, Any]:
-    """Write a COCO-format instance-segmentation set under ``out_dir`` and return a summary.
+) -> Summary:
+    """Write a COCO-format instance-segmentation set under ``out_dir`` and return its summary.
 
     Args:
         out_dir: Dataset root (created if needed).
@@ -93,65 +82,62 @@ def make_coco_demo(
         mask_threshold: An upscaled item pixel (0-255) above this is part of the object.
         tint: Colour each object with a random bright tint (else grey).
         image_ext: ``'.png'`` (lossless, default) or ``'.jpg'``.
-        fmnist_dir: Folder with the four ``*-ubyte.gz`` files; ``None`` means
-            ``DEFAULT_FMNIST_DIR``.  Missing files switch to procedural shapes.
-        overwrite: Regenerate even if ``out_dir/generator.json`` records the same parameters.
+        fmnist_dir: Folder with the four ``*-ubyte.gz`` files.  Missing files switch to
+            procedural shapes with a ``RuntimeWarning``; ``None`` asks for them without one.
+        overwrite: Regenerate even if ``out_dir/generator.json`` records the same parameters,
+            and allow writing into a non-empty folder no demo generator made.
 
     Returns:
-        ``dict`` with ``out_dir``, ``source`` (``'fashion-mnist'`` or ``'procedural'``),
-        ``classes``, ``num_images`` / ``num_instances`` (per split), ``ann_files`` (per split)
-        and ``skipped`` (True when an identical dataset was already there).
+        The ``generator_record.Summary``; ``params['classes']`` holds the canonical class
+        names, and per split ``per_class`` counts the instances of each class and ``paths``
+        holds the ``ann_file`` and ``img`` prefix of mmdet's ``CocoDataset``.
+
+    Raises:
+        ValueError / TypeError: bad arguments.  FileExistsError: ``out_dir`` is a file, or is a
+        non-empty folder without ``generator.json`` and ``overwrite`` is False.
     """
     class_names = _check_args(num_train, num_val, seed, image_size, classes, min_objects,
                               max_objects, object_scale, max_bbox_iou, mask_threshold, image_ext)
-    params: dict[str, Any] = dict(  # JSON-native types, so it compares equal after a reload
+    source = choose_source(fmnist_dir)
+    params: dict[str, Any] = dict(
+        generator='repl_mm.demo.coco_data', version=GENERATOR_VERSION, source=source,
         num_train=int(num_train), num_val=int(num_val), seed=int(seed),
         image_size=int(image_size), classes=list(class_names), min_objects=int(min_objects),
         max_objects=int(max_objects), object_scale=[float(v) for v in object_scale],
         max_bbox_iou=float(max_bbox_iou), mask_threshold=int(mask_threshold), tint=bool(tint),
         image_ext=image_ext)
-    fmnist_path = Path(DEFAULT_FMNIST_DIR if fmnist_dir is None else fmnist_dir)
-    missing = _missing_fmnist_files(fmnist_path)
-    source = 'procedural' if missing else 'fashion-mnist'
     root = Path(out_dir)
-    ann_files = {name: str(root / 'annotations' / f'instances_{folder}.json')
-                 for name, folder, _ in _SPLITS}
+    counts = {'train': num_train, 'val': num_val}
+    ann_files = {split: f'annotations/instances_{folder}.json' for split, folder in _SPLITS}
+    first_id = {'train': 1, 'val': 1 + num_train}  # image ids are unique across the splits
+    file_names = {split: [f'{first_id[split] + i:012d}{image_ext}' for i in range(counts[split])]
+                  for split, _ in _SPLITS}
+    outputs = [root / ann_files[split] for split, _ in _SPLITS] + [
+        root / folder / name for split, folder in _SPLITS for name in file_names[split]]
+    if not overwrite and (summary := up_to_date(root, params, outputs)) is not None:
+        return summary
+    claim(root, params, [root / folder for _, folder in _SPLITS]
+          + [root / ann_files[split] for split, _ in _SPLITS], overwrite)
 
-    record = _read_record(root)
-    if not overwrite and record is not None and _is_complete(root, record, params, source):
-        return dict(out_dir=str(root), source=source, classes=list(class_names),
-                    num_images=record['num_images'], num_instances=record['num_instances'],
-                    ann_files=ann_files, skipped=True)
-    if missing:
-        warnings.warn(
-            f'Fashion-MNIST files not found in {fmnist_path} (missing: {", ".join(missing)}); '
-            'generating the COCO demo set from procedural shapes instead (one shape per class).',
-            RuntimeWarning, stacklevel=2)
-    _clear_outputs(root, owned=record is not None or overwrite)
-
-    num_images: dict[str, int] = {}
-    num_instances: dict[str, int] = {}
-    next_img_id, next_ann_id = 1, 1
-    for split_idx, (name, folder, fmnist_split) in enumerate(_SPLITS):
-        count = num_train if name == 'train' else num_val
-        items = _ItemSource(fmnist_path, fmnist_split, class_names, source,
-                            params['mask_threshold'])
+    splits: dict[str, SplitSummary] = {}
+    next_ann_id = 1
+    for split_idx, (split, folder) in enumerate(_SPLITS):
+        items = _ItemSource(fmnist_dir, split, class_names, source, params['mask_threshold'])
         (root / folder).mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
-        for index in range(count):
+        for index, file_name in enumerate(file_names[split]):
             # One generator per image: an image depends only on (seed, split, index).
             rng = np.random.default_rng([seed, split_idx, index])
             canvas, objects = _render_image(rng, items, params)
-            file_name = f'{next_img_id:012d}{image_ext}'
             _write_image(root / folder / file_name, canvas)
-            images.append(dict(id=next_img_id, file_name=file_name,
+            image_id = first_id[split] + index
+            images.append(dict(id=image_id, file_name=file_name,
                                width=image_size, height=image_size))
             for obj in objects:
-                annotations.append(dict(id=next_ann_id, image_id=next_img_id, **obj))
+                annotations.append(dict(id=next_ann_id, image_id=image_id, **obj))
                 next_ann_id += 1
-            next_img_id += 1
-        _write_json(Path(ann_files[name]), dict(
-            info=dict(description=f'repl-mm COCO demo ({source}), {name} split',
+        _write_json(root / ann_files[split], dict(
+            info=dict(description=f'repl-mm COCO demo ({source}), {split} split',
                       version=str(GENERATOR_VERSION)),
             licenses=[],
             images=images,
@@ -159,15 +145,12 @@ def make_coco_demo(
             categories=[dict(id=i + 1, name=c, supercategory='fashion')
                         for i, c in enumerate(class_names)],
         ))
-        num_images[name], num_instances[name] = len(images), len(annotations)
-
-    # Written last: its presence means the dataset is complete.
-    _write_json(root / 'generator.json', dict(
-        generator='repl_mm.demo.coco_data.make_coco_demo', version=GENERATOR_VERSION,
-        params=params, source=source, num_images=num_images, num_instances=num_instances))
-    return dict(out_dir=str(root), source=source, classes=list(class_names),
-                num_images=num_images, num_instances=num_instances, ann_files=ann_files,
-                skipped=False)
+        per_class = np.bincount([a['category_id'] - 1 for a in annotations],
+                                minlength=len(class_names))
+        splits[split] = SplitSummary(
+            num_images=len(images), per_class=dict(zip(class_names, per_class.tolist())),
+            paths={'ann_file': ann_files[split], 'img': f'{folder}/'})
+    return finish(root, params, splits)
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -216,48 +199,7 @@ def _check_args(num_train: Any, num_val: Any, seed: Any, image_size: Any,
     return names
 
 
-# ----------------------------------------------------------------------------- idempotency
-def _read_record(root: Path) -> dict[str, Any] | None:
-    try:
-        with open(root / 'generator.json', encoding='utf-8') as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _is_complete(root: Path, record: dict[str, Any], params: dict[str, Any],
-                 source: str) -> bool:
-    """Same generator, parameters and source, and every expected file is there."""
-    if (record.get('version') != GENERATOR_VERSION or record.get('params') != params
-            or record.get('source') != source):
-        return False
-    for name, folder, _ in _SPLITS:
-        if not (root / 'annotations' / f'instances_{folder}.json').is_file():
-            return False
-        expected = params['num_train'] if name == 'train' else params['num_val']
-        found = sum(1 for p in (root / folder).glob(f'*{params["image_ext"]}'))
-        if found != expected:
-            return False
-    return True
-
-
-def _clear_outputs(root: Path, owned: bool) -> None:
-    """Remove what an earlier run wrote; refuse to clobber image folders we did not write."""
-    for _, folder, _ in _SPLITS:
-        split_dir = root / folder
-        if split_dir.exists() and any(split_dir.iterdir()):
-            if not owned:
-                raise FileExistsError(
-                    f'{split_dir} is not empty and {root / "generator.json"} is missing, so it '
-                    'was not written by make_coco_demo; pass overwrite=True to replace it')
-            shutil.rmtree(split_dir)
-    for path in [root / 'generator.json'] + [
-            root / 'annotations' / f'instances_{folder}.json' for _, folder, _ in _SPLITS]:
-        if path.exists():
-            path.unlink()
-
-
+# ----------------------------------------------------------------------------- files
 def _write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'w', encoding='utf-8') as f:
@@ -273,34 +215,15 @@ def _write_image(path: Path, rgb: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- item sources
-def _missing_fmnist_files(folder: Path) -> list[str]:
-    names = [f'{split}-{kind}' for split in ('train', 't10k')
-             for kind in ('images-idx3-ubyte.gz', 'labels-idx1-ubyte.gz')]
-    return [n for n in names if not (folder / n).is_file()]
-
-
-@functools.lru_cache(maxsize=4)
-def _load_fmnist(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 28, 28) uint8 and labels (N,) uint8 of one split; cached, read-only."""
-    with gzip.open(os.path.join(folder, f'{split}-images-idx3-ubyte.gz'), 'rb') as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16)
-    with gzip.open(os.path.join(folder, f'{split}-labels-idx1-ubyte.gz'), 'rb') as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)
-    if images.size != labels.size * _ITEM * _ITEM:
-        raise ValueError(f'Fashion-MNIST {split} files in {folder} are inconsistent: '
-                         f'{images.size} pixels for {labels.size} labels')
-    return images.reshape(-1, _ITEM, _ITEM), labels
-
-
 class _ItemSource:
     """Draws (28, 28) uint8 grey items of a given class index (0..len(classes)-1)."""
 
-    def __init__(self, folder: Path, split: str, classes: Sequence[str], source: str,
-                 threshold: int) -> None:
+    def __init__(self, folder: str | os.PathLike | None, split: str, classes: Sequence[str],
+                 source: str, threshold: int) -> None:
         self.num_classes = len(classes)
         self.procedural = source == 'procedural'
         if not self.procedural:
-            self.images, labels = _load_fmnist(str(folder), split)
+            self.images, labels = read_split(folder, split)
             # Skip the few items drawn small inside their frame, so every object is large.
             on = self.images > threshold
             extent = np.maximum(on.any(axis=1).sum(axis=1), on.any(axis=2).sum(axis=1))
