@@ -2,29 +2,24 @@
 
 ``import repl_mm`` (or ``custom_imports=dict(imports=['repl_mm'])`` in a config) registers the RepL
 backbones of every installed framework (mmdet, mmseg, mmpretrain) in that framework's registry,
-and repl-mm's hooks and optimizer wrapper in mmengine's. Frameworks that are not installed are
-skipped; importing their part (e.g. ``repl_mm.mmseg``) says which package to install.
-``repl_mm.core`` needs only PyTorch.
+and repl-mm's hooks and optimizer wrapper in mmengine's. A framework that is not installed is
+skipped (importing its part, e.g. ``repl_mm.mmseg``, names the package to install); an error
+inside an installed one is raised. ``repl_mm.core`` needs only PyTorch.
 """
 import importlib
+import importlib.util
 
 from . import core
-from .frameworks import FRAMEWORKS, FrameworkMissing
+from .frameworks import FRAMEWORKS
 from .version import __version__
-
-try:
-    from . import engine  # noqa: F401  (needs mmengine)
-except ImportError:  # plain-PyTorch use of repl_mm.core
-    engine = None
 
 #: the frameworks whose RepL classes this import registered
 REGISTERED = []
-if engine is not None:
+if importlib.util.find_spec('mmengine') is not None:
+    from . import engine  # noqa: F401
     for _framework in FRAMEWORKS:
-        try:
+        if importlib.util.find_spec(_framework) is not None:
             importlib.import_module(f'repl_mm.{_framework}')
-        except FrameworkMissing:
-            continue
-        REGISTERED.append(_framework)
+            REGISTERED.append(_framework)
 
 __all__ = ['core', 'REGISTERED', '__version__']

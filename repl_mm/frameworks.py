@@ -1,9 +1,8 @@
 """Which OpenMMLab frameworks repl-mm serves, and a clear error when one is missing."""
 import importlib
 
-#: framework module -> the pip requirement that provides it
-FRAMEWORKS = {'mmdet': 'mmdet==3.3.0', 'mmseg': 'mmsegmentation==1.2.2',
-              'mmpretrain': 'mmpretrain==1.2.0'}
+#: framework module -> the pip package that provides it
+FRAMEWORKS = {'mmdet': 'mmdet', 'mmseg': 'mmsegmentation', 'mmpretrain': 'mmpretrain'}
 
 
 class FrameworkMissing(ImportError):
@@ -16,5 +15,6 @@ def require_framework(name: str) -> None:
         importlib.import_module(name)
     except ImportError as error:
         raise FrameworkMissing(
-            f'repl_mm.{name} needs {name}, which is not installed: pip install '
-            f'"{FRAMEWORKS[name]}" (or `make install`).') from error
+            f'repl_mm.{name} needs {name}, which is not installed: pip install {FRAMEWORKS[name]} '
+            f'(the versions repl-mm is tested with: requirements/constraints.txt; `make install` '
+            f'installs them).') from error

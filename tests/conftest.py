@@ -1,7 +1,12 @@
-"""Shared fixtures: generated demo data, the repository root, subprocess runner for tools."""
+"""What the tests share: the repository root, running tools as a user would, reading what they
+print and write, log capture, generated demo data."""
+import contextlib
+import io
 import json
 import logging
 import os
+import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+FMNIST = Path('/usr/share/datasets/fashion-mnist')  # Debian's dataset-fashion-mnist
 
 
 @pytest.fixture(scope='session')
@@ -59,3 +65,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def metric(stdout: str, name: str) -> float:
+    """The value ``tools/test.py`` printed for metric ``name`` (its last ``name: value`` line)."""
+    found = re.findall(rf'^{re.escape(name)}: ([-+0-9.eE]+|nan)$', stdout, flags=re.M)
+    assert found, f'tools/test.py printed no {name}:\n{stdout[-2000:]}'
+    return float(found[-1])
+
+
+def make_demo_data(*argv: str) -> dict:
+    """Run ``tools/make_demo_data.py ARGV`` in this process; return the summary it prints."""
+    tool = runpy.run_path(str(ROOT / 'tools/make_demo_data.py'))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert tool['main'](list(argv)) == 0
+    first, summary = out.getvalue().split('\n', 1)
+    assert first.startswith(f'{argv[0]} demo data ')  # then 'written' or 'up to date, skipped'
+    return json.loads(summary)
+
+
+def plan_in(checkpoint: Path) -> dict:
+    """The replacement plan that ``ReplCheckpointHook`` recorded in a checkpoint."""
+    import torch
+
+    from repl_mm.engine import trusted_checkpoint_globals
+    with trusted_checkpoint_globals():
+        meta = torch.load(checkpoint, map_location='cpu')['meta']
+    return meta['repl']['backbone']['plan']

@@ -1,4 +1,4 @@
-"""Analysis helpers behind tools/analysis: parameter counts of RepL models and their plain twins."""
-from .params import ParameterCount, count_parameters, plain_model_cfg
+"""Analysis behind tools/analysis: parameter counts, cost reports, synthetic inputs, plots."""
+from .params import ParameterCount, count_parameters
 
-__all__ = ['ParameterCount', 'count_parameters', 'plain_model_cfg']
+__all__ = ['ParameterCount', 'count_parameters']

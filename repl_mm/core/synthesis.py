@@ -362,7 +362,7 @@ def block_syntheses(model: nn.Module) -> List[BlockSynthesis]:
     """The ``BlockSynthesis`` of every replaced block in ``model``, each once.
 
     ``for group in block_syntheses(model): group.remove()`` makes every tensor synthesise on its
-    own again (same values; how ``tools/analysis/profile_backbone.py --per-tensor`` measures
+    own again (same values; how ``benchmarks/profile_backbone.py --per-tensor`` measures
     what batching saves).
     """
     groups = {}

@@ -25,7 +25,7 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, Registry, init_default_scope
 from mmengine.runner import load_checkpoint
 
-from repl_mm.analysis import plain_model_cfg
+from repl_mm.models import plain_model_cfg
 from repl_mm.core import (COEFFICIENTS, CheckpointMismatchError, ReplError,
                           fold_replaced_blocks)
 from repl_mm.version import __version__

@@ -1,6 +1,7 @@
 """Framework-independent parts of the RepL backbones (they need mmengine, no task framework)."""
+from .plain_twin import plain_model_cfg
 from .repl_backbone import (RepLBackboneMixin, RepLResNetMixin, RepLSwinMixin,
                             RepLTransformerMixin, RepLViTMixin)
 
 __all__ = ['RepLBackboneMixin', 'RepLResNetMixin', 'RepLSwinMixin', 'RepLTransformerMixin',
-           'RepLViTMixin']
+           'RepLViTMixin', 'plain_model_cfg']

@@ -10,7 +10,8 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_mm.analysis import count_parameters, plain_model_cfg
+from repl_mm.analysis import count_parameters
+from repl_mm.models import plain_model_cfg
 from repl_mm.engine.cli import run_tool
 
 

@@ -5,7 +5,7 @@
 
 Works for any mmdet / mmseg / mmpretrain config, RepL or not. The input size is read from the
 test pipeline (or --shape); --measure runs training steps on a synthetic batch of it. The report
-goes to stdout, logs and progress to stderr (see repl_mm/analysis/cost.py and docs/cost_tools.md).
+goes to stdout, logs and progress to stderr (see repl_mm/analysis/cost_report.py and docs/cost_tools.md).
 """
 import argparse
 import contextlib

@@ -6,9 +6,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 
-from repl_mm.analysis.cost import (CudaPeakMemory, PeakMemoryMeter, coefficient_means,
-                                   peak_memory_meter, state_costs, structure_costs)
 from repl_mm.core import replaced_blocks
+from ..cost_figures import coefficient_means, state_costs, structure_costs
+from ..memory import CudaPeakMemory, PeakMemoryMeter, peak_memory_meter
 
 
 @HOOKS.register_module()
@@ -21,7 +21,7 @@ class TrainingCostHook(Hook):
 
     * peak memory since the previous log line, in MiB: ``cost/cuda_peak_allocated_mb`` and
       ``cost/cuda_peak_reserved_mb`` on CUDA, ``cost/cpu_peak_rss_mb`` (the process's peak
-      resident set size) on CPU (``repl_mm.analysis.cost.PeakMemoryMeter``);
+      resident set size) on CPU (``repl_mm.engine.memory.PeakMemoryMeter``);
     * ``cost/params_synthesised`` (values computed from neighbours, not stored) and
       ``cost/replaced_blocks``: written once at the start of training;
       ``cost/params_trainable``, ``cost/params_frozen``, ``cost/grad_bytes`` and

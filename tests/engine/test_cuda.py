@@ -1,0 +1,114 @@
+"""The CUDA paths: device moves, fp16 AMP through mmengine's ``AmpOptimWrapper``, folding on the
+GPU, and ``TrainingCostHook``'s CUDA memory keys. Where no GPU is present (CI) the first test runs
+on the CPU and the others are skipped; run them on a GPU machine with
+``python -m pytest tests/test_cuda.py``. Only mmpretrain is needed,
+so they also run where mmcv is installed without its compiled ops."""
+import copy
+import glob
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+import repl_mm  # noqa: F401
+from repl_mm.analysis.synthetic import synthetic_runner
+from repl_mm.core import COEFFICIENTS, fold_replaced_blocks, replaced_blocks
+
+DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
+needs_cuda = pytest.mark.skipif(DEVICE != 'cuda', reason='needs a CUDA device')
+
+
+def build(cfg: dict) -> torch.nn.Module:
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    return MODELS.build(copy.deepcopy(cfg))
+
+
+CLASSIFIER = dict(
+    type='ImageClassifier',
+    backbone=dict(type='RepLCIFARResNet', depth=20, zero_init_residual=False, repl=dict()),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels=64))
+
+
+def batch(size: int = 8, seed: int = 0) -> dict:
+    from mmpretrain.structures import DataSample
+    generator = torch.Generator().manual_seed(seed)
+    images = [torch.randint(0, 256, (3, 32, 32), generator=generator, dtype=torch.uint8)
+              for _ in range(size)]
+    labels = torch.randint(0, 10, (size, ), generator=generator)
+    return dict(inputs=images, data_samples=[DataSample().set_gt_label(int(label))
+                                             for label in labels])
+
+
+@pytest.mark.parametrize('kind', ['fused', 'light'])
+def test_cuda_outputs_equal_cpu_outputs_and_fold(kind):
+    """``.cuda()`` moves the neighbour references with the model: the GPU forward equals the CPU
+    one, and folding on the GPU keeps the outputs."""
+    torch.manual_seed(0)
+    backbone = build(dict(type='RepLResNet', depth=50, repl=dict(kind=kind)))
+    backbone.eval()  # mmpretrain's ResNet.train returns None: no chaining
+    inputs = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = backbone(inputs)
+        gpu = backbone.to(DEVICE)
+        outputs = gpu(inputs.to(DEVICE))
+        for out, ref in zip(outputs, expected):
+            assert out.device.type == DEVICE
+            torch.testing.assert_close(out.cpu(), ref, rtol=1e-3, atol=1e-3)
+        fold_replaced_blocks(gpu)
+        assert not list(replaced_blocks(gpu))
+        for out, ref in zip(gpu(inputs.to(DEVICE)), outputs):
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+def test_amp_optim_wrapper_trains_coefficients_and_neighbours():
+    """fp16 autocast with dynamic loss scaling: the loss stays finite, the coefficients and the
+    neighbours' weights move, and every parameter stays fp32."""
+    torch.manual_seed(0)
+    model = build(CLASSIFIER).cuda()
+    wrapper = build_optim_wrapper(model, dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                                              optimizer=dict(type='SGD', lr=0.1, momentum=0.9)))
+    [(path, block)] = list(replaced_blocks(model.backbone))[:1]
+    coefficients = {n: c.detach().clone() for n, c in getattr(block, COEFFICIENTS).items()}
+    neighbour = dict(model.backbone.named_parameters())
+    before = {n: p.detach().clone() for n, p in neighbour.items() if 'layer1.0.' in n}
+    model.train()
+    losses = []
+    for step in range(6):
+        data = model.data_preprocessor(batch(seed=step), True)
+        with wrapper.optim_context(model):
+            loss = sum(model(**data, mode='loss').values())
+        wrapper.update_params(loss)
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    moved = [n for n, c in getattr(block, COEFFICIENTS).items()
+             if not torch.equal(c.detach(), coefficients[n])]
+    assert moved, f'no coefficient of {path} changed under AMP'
+    assert any(not torch.equal(neighbour[n].detach(), before[n]) for n in before)
+
+
+@needs_cuda
+def test_training_cost_hook_logs_cuda_memory(tmp_path):
+    """On CUDA the hook logs torch's max allocated / reserved memory (reset after each read)."""
+    from mmengine.config import Config
+    cfg = Config(dict(default_scope='mmpretrain', model=CLASSIFIER,
+                      optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+                      train_dataloader=dict(batch_size=8),
+                      test_dataloader=dict(dataset=dict(type='CIFAR10', pipeline=[]))))
+    runner = synthetic_runner(cfg, str(tmp_path), max_iters=3, log_interval=1,
+                              custom_hooks=[dict(type='TrainingCostHook')])
+    runner.train()
+    assert next(runner.model.parameters()).device.type == 'cuda'
+    [log_file] = glob.glob(osp.join(str(tmp_path), '*', 'vis_data', 'scalars.json'))
+    lines = [json.loads(line) for line in open(log_file)]
+    for line in lines:
+        assert 0 < line['cost/cuda_peak_allocated_mb'] <= line['cost/cuda_peak_reserved_mb']
+        assert 'cost/cpu_peak_rss_mb' not in line
+    weights_mb = sum(p.numel() * 4 for p in runner.model.parameters()) / 2**20
+    assert lines[-1]['cost/cuda_peak_allocated_mb'] >= weights_mb

@@ -1,0 +1,156 @@
+"""TrainingCostHook through mmengine's Runner: what reaches the JSON log equals what the model and
+optimizer hold at that iteration."""
+import glob
+import json
+import mmap
+import os.path as osp
+import time
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+import repl_mm  # noqa: F401
+from repl_mm.analysis.synthetic import SyntheticDataset, synthetic_runner
+from repl_mm.engine.memory import ProcessPeakMemory
+from repl_mm.core import COEFFICIENTS, replaced_blocks, synthesised_numel
+from repl_mm.engine.hooks import TrainingCostHook
+
+MIB = 1024 * 1024
+
+
+def tiny_classifier_cfg() -> Config:
+    """RepL CIFAR ResNet-20, stem and layer1 frozen (so the default plan replaces 2 blocks, not
+    layer1[1]), SGD with momentum."""
+    return Config(dict(
+        default_scope='mmpretrain',
+        model=dict(type='ImageClassifier',
+                   backbone=dict(type='RepLCIFARResNet', depth=20, frozen_stages=1,
+                                 zero_init_residual=False, repl=dict()),
+                   neck=dict(type='GlobalAveragePooling'),
+                   head=dict(type='LinearClsHead', num_classes=10, in_channels=64)),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.5, momentum=0.9)),
+        train_dataloader=dict(batch_size=8),
+        test_dataloader=dict(dataset=dict(type='CIFAR10', pipeline=[]))))
+
+
+class CoefficientRecorder(Hook):
+    """Each block's mean a and b after every iteration, computed here independently."""
+
+    def __init__(self) -> None:
+        self.means = {}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self.means[runner.iter + 1] = {
+            path: [torch.cat([c[row].flatten() for c in getattr(block, COEFFICIENTS).values()])
+                   .mean().item() for row in (0, 1)]
+            for path, block in replaced_blocks(runner.model)}
+
+
+def test_hook_logs_memory_counts_and_coefficients(tmp_path):
+    recorder = CoefficientRecorder()
+    runner = synthetic_runner(tiny_classifier_cfg(), str(tmp_path), max_iters=3, log_interval=1,
+                              custom_hooks=[dict(type='TrainingCostHook'), recorder])
+    runner.train()
+    model = runner.model
+    [log_file] = glob.glob(osp.join(str(tmp_path), '*', 'vis_data', 'scalars.json'))
+    lines = [json.loads(line) for line in open(log_file)]
+    assert [line['iter'] for line in lines] == [1, 2, 3]
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    state = runner.optim_wrapper.optimizer.state.values()
+    state_bytes = sum(v.numel() * v.element_size() for s in state for v in s.values()
+                      if isinstance(v, torch.Tensor))
+    assert frozen > 0 and state_bytes == 4 * trainable  # one fp32 momentum buffer per value
+    paths = [path for path, _ in replaced_blocks(model)]
+    assert paths == ['backbone.layer2.1', 'backbone.layer3.1']
+    for line in lines:
+        assert 50 < line['cost/cpu_peak_rss_mb'] < 24 * 1024
+        assert line['cost/params_trainable'] == trainable
+        assert line['cost/params_frozen'] == frozen
+        assert line['cost/params_synthesised'] == synthesised_numel(model) > 0
+        assert line['cost/replaced_blocks'] == 2
+        assert line['cost/grad_bytes'] == 4 * trainable
+        assert line['cost/optimizer_state_bytes'] == state_bytes
+        for path in paths:
+            expected_a, expected_b = recorder.means[line['iter']][path]
+            assert abs(line[f'repl/{path}/a'] - expected_a) < 1e-6
+            assert abs(line[f'repl/{path}/b'] - expected_b) < 1e-6
+    # the coefficients moved, so the comparison above is not with 0.5
+    assert lines[-1]['repl/backbone.layer3.1/a'] != 0.5
+    text_log = glob.glob(osp.join(str(tmp_path), '*', '*.log'))[0]
+    assert 'cost/cpu_peak_rss_mb: ' in open(text_log).read()
+
+
+class FreshPages:
+    """``mib`` MiB of new anonymous pages, touched (so resident), unmapped on ``release()``.
+
+    ``mmap`` rather than ``np.ones``: after earlier tests freed large arrays, malloc may serve a
+    big request from heap memory that is still resident, and the RSS would not grow."""
+
+    def __init__(self, mib: int) -> None:
+        self.map = mmap.mmap(-1, mib * MIB)
+        np.frombuffer(self.map, dtype=np.uint8)[:] = 1
+
+    def release(self) -> None:
+        self.map.close()
+
+
+def _peak_after_allocating(meter: ProcessPeakMemory, mib: int) -> int:
+    FreshPages(mib).release()
+    return meter.read()['cpu_peak_rss_mb']
+
+
+def test_cpu_peak_memory_is_reset_per_read():
+    meter = ProcessPeakMemory()
+    assert meter.source == 'vmhwm'
+    base = meter.current_mb()
+    assert _peak_after_allocating(meter, 300) >= base + 290
+    assert meter.read()['cpu_peak_rss_mb'] < base + 100  # the earlier peak is gone
+
+
+def test_cpu_peak_memory_falls_back_to_sampling(monkeypatch):
+    monkeypatch.setattr(ProcessPeakMemory, 'CLEAR_REFS', '/nonexistent/clear_refs')
+    meter = ProcessPeakMemory(sample_period=0.001)
+    try:
+        assert meter.source == 'sampled'
+        base = meter.current_mb()
+        block = FreshPages(300)
+        time.sleep(0.05)  # a few sampling periods while the block is resident
+        block.release()
+        assert meter.read()['cpu_peak_rss_mb'] >= base + 290
+        assert meter.read()['cpu_peak_rss_mb'] < base + 100
+    finally:
+        meter.close()
+
+
+def test_hook_follows_the_logger_in_an_epoch_based_loop(tmp_path):
+    """Default interval: exactly the LoggerHook's lines (every 2nd batch of each 3-batch epoch,
+    the epoch's last batch skipped as LoggerHook's ignore_last does)."""
+    class Recording(TrainingCostHook):
+        def __init__(self) -> None:
+            super().__init__()
+            self.iters = []
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if self._due(runner, batch_idx):
+                self.iters.append(runner.iter + 1)
+            super().after_train_iter(runner, batch_idx, data_batch, outputs)
+
+    hook = Recording()
+    cfg = tiny_classifier_cfg()
+    loader = torch.utils.data.DataLoader(SyntheticDataset('mmpretrain', (32, 32), 6),
+                                         batch_size=2, collate_fn=pseudo_collate)
+    runner = Runner(model=cfg.model, work_dir=str(tmp_path), train_dataloader=loader,
+                    optim_wrapper=cfg.optim_wrapper, train_cfg=dict(by_epoch=True, max_epochs=2),
+                    default_hooks=dict(logger=dict(type='LoggerHook', interval=2)),
+                    custom_hooks=[hook], default_scope='mmpretrain',
+                    experiment_name='epochs')
+    runner.train()
+    [log_file] = glob.glob(osp.join(str(tmp_path), '*', 'vis_data', 'scalars.json'))
+    logged = [json.loads(line)['iter'] for line in open(log_file)]
+    assert logged == hook.iters == [2, 5]

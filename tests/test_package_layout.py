@@ -1,0 +1,97 @@
+"""The package's layers and what ``import repl_mm`` and ``pip install .`` deliver.
+
+Layers, each importing only the ones below it: ``core`` (plain PyTorch) <- ``models`` <- the
+framework folders (``mmdet``, ``mmseg``, ``mmpretrain``) <- ``engine``; ``analysis`` and ``demo``
+on top. The benchmarks live outside the package.
+"""
+import ast
+import shutil
+import subprocess
+import sys
+import zipfile
+
+
+from conftest import ROOT
+
+LAYER = {'core': 0, 'frameworks': 0, 'version': 0, 'models': 1, 'mmdet': 2, 'mmseg': 2,
+         'mmpretrain': 2, 'engine': 3, 'analysis': 4, 'demo': 4}
+
+
+def repl_mm_imports(path):
+    """The ``repl_mm`` subpackages a module imports (absolute and relative)."""
+    package = path.relative_to(ROOT).parts[1:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(package[:len(package) - node.level + 1])
+            parts = base + (node.module.split('.') if node.module else [])
+            names = [parts[0]] if parts else [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = node.module.split('.')[1:2] if node.module.startswith('repl_mm.') else []
+        elif isinstance(node, ast.Import):
+            names = [a.name.split('.')[1] for a in node.names if a.name.startswith('repl_mm.')]
+        else:
+            continue
+        found.update(names)
+    return found
+
+
+def test_no_module_imports_a_higher_layer():
+    wrong = []
+    for path in sorted((ROOT / 'repl_mm').rglob('*.py')):
+        parts = path.relative_to(ROOT / 'repl_mm').with_suffix('').parts
+        if parts == ('__init__', ):
+            continue  # the package's entry point imports every layer
+        own = LAYER[parts[0]]
+        wrong += [f'{path.relative_to(ROOT)} imports repl_mm.{name}'
+                  for name in repl_mm_imports(path) if LAYER.get(name, 0) > own]
+    assert not wrong
+
+
+def test_core_imports_no_openmmlab_package():
+    for path in (ROOT / 'repl_mm' / 'core').rglob('*.py'):
+        modules = {alias.name for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, ast.Import) for alias in node.names}
+        modules |= {node.module for node in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {m for m in modules if m.split('.')[0].startswith(('mm', 'mmcv'))}, path
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_missing_framework_is_skipped_and_named():
+    result = run_python("import sys; sys.modules['mmseg'] = None\n"
+                        "import repl_mm; print(repl_mm.REGISTERED)\n"
+                        "import repl_mm.mmseg\n")
+    assert result.stdout.split('\n')[0] == "['mmdet', 'mmpretrain']"
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('repl_mm.frameworks.FrameworkMissing') and 'mmsegmentation' in last
+
+
+def test_a_broken_module_is_not_hidden():
+    """Before, ``import repl_mm`` caught any ImportError of ``repl_mm.engine`` and went on
+    without it: the hooks were silently missing."""
+    result = run_python("import sys; sys.modules['repl_mm.engine.checkpoint'] = None\n"
+                        "import repl_mm\n")
+    assert result.returncode != 0
+    assert 'repl_mm.engine.checkpoint' in result.stderr.strip().splitlines()[-1]
+
+
+def test_the_wheel_holds_the_package_only(tmp_path):
+    """``pip install .`` installs repl_mm and nothing of benchmarks/, tests/ or tools/."""
+    files = subprocess.run(['git', 'ls-files', '--cached', '--others', '--exclude-standard'],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    source = tmp_path / 'source'
+    for name in files:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
+                    '--no-build-isolation', '-w', str(tmp_path), str(source)], check=True,
+                   capture_output=True, timeout=600)
+    [wheel] = tmp_path.glob('repl_mm-*.whl')
+    tops = {name.split('/')[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in tops if not t.endswith('.dist-info')} == {'repl_mm'}
