@@ -10,16 +10,15 @@ deleted), and where the backbone class supports them frozen-stages, checkpointin
 stochastic-depth (drop_path_rate) and amp (fp16 on CUDA, bf16 autocast on CPU). Each variant
 runs in its own process on the same synthetic batch, seed and thread count; the order reverses
 on odd repeats. Writes OUT/benchmark.json, OUT/benchmark.md and OUT/benchmark.png and prints
-the markdown; progress goes to stderr. Logic: repl_mm/analysis/benchmark.py.
+the markdown; progress goes to stderr. Logic: benchmarks/cost_benchmark.py.
 """
 import argparse
 import os.path as osp
 import sys
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
-from cost_benchmark import (MALLOC_MODES, VARIANTS, format_markdown,
-                                        run_benchmark)
-from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
+from cost_benchmark import MALLOC_MODES, VARIANTS, format_markdown, run_benchmark
+from repl_mm.engine.cli import add_cfg_options, config_name, load_config, run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,8 +56,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    name = config_name(args.config)
     cfg = load_config(args)
-    name = osp.splitext(osp.basename(args.config))[0]
     out = args.out or osp.join('work_dirs', 'benchmarks',
                                name + ('_backbone' if args.backbone_only else ''))
     report = run_benchmark(

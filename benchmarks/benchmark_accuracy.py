@@ -12,7 +12,7 @@ runs are not comparable with those of a quiet machine, so the report names the j
 ``report`` prints mean and standard deviation of top-1 over the seeds present (and how many),
 trainable parameters, seconds per iteration and peak memory of the same runs.
 
-Settings: ``resnet32`` is the issue's reference (800 iterations, batch 128, all 60k images);
+Settings: ``resnet32`` is the reference (800 iterations, batch 128, all 60k images);
 ``resnet32-long`` trains 5x longer, ``resnet32-w4`` is a 4x narrower network (4/8/16 channels),
 ``resnet32-w4-long`` trains that narrow network 3x longer (2,400 iterations), and
 ``resnet32-6k`` sees the first 6,000 training images only (``make_demo_data.py fashion-mnist
@@ -148,7 +148,7 @@ def _std(values: List[float]) -> float:
 
 
 def gap_analysis(rows: Dict[str, List[dict]]) -> List[str]:
-    """The issue's questions, from the seeds present: does deleting the blocks lose more than two
+    """Two questions, from the seeds present: does deleting the blocks lose more than two
     baseline seed standard deviations, and what share of that gap do the RepL kinds recover?
 
     A difference of means counts as beyond seed noise when it exceeds twice its standard error

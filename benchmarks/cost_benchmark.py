@@ -22,9 +22,9 @@ With ``malloc='steady'`` (the default) they also run with glibc's ``MALLOC_MMAP_
 ``MALLOC_TRIM_THRESHOLD_`` at 1 GiB (``STEADY_MALLOC``), so that freed activations stay in the
 heap and are reused: with glibc's defaults, tensors over 32 MiB are always fresh ``mmap``s and
 smaller ones are given back to the kernel whenever the heap top is free, and the minor page faults
-of re-touching that memory (for the same ResNet-32 variant 202 to 30,255 a step in different
-processes, depending on the allocation history of the process, not on the model; see
-docs/benchmarks.md) swamp differences of a few percent between variants. ``malloc='system'``
+of re-touching that memory (their number per step follows the allocation history of the process,
+not the model, so it differs between processes running the same variant; see docs/benchmarks.md)
+swamp small differences between variants. ``malloc='system'``
 keeps the environment's allocator; each worker reports its ``minor_faults_per_step`` either way.
 A worker builds its variant, runs ``warmup + iters`` training steps and reports the seconds of
 each timed step and the peak memory of the timed steps; the first repeat of each variant also
@@ -401,9 +401,8 @@ def _run_worker(spec: dict, spec_path: str, result_path: str, log_path: str,
     threads = str(spec['threads'])
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                PYTHONWARNINGS='ignore')
-    # Spinning OpenMP threads stall for whole scheduler slices while another process holds a
-    # core: on this 2-core machine, with one other 2-thread job running, a RepL ResNet-20 step
-    # (batch 8, 32x32) took 3.26 s with the default policy and 0.08 s with PASSIVE.
+    # Spinning OpenMP threads (the default policy) stall for whole scheduler slices while
+    # another process holds a core; passive ones sleep and give the core back.
     env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     if malloc == 'steady':
         for key, value in STEADY_MALLOC.items():
@@ -658,7 +657,7 @@ def format_markdown(report: Dict[str, Any]) -> str:
               '(below the thread count: the step waited, for other processes or memory). '
               'Page faults: minor page faults of the worker per timed iteration (memory the '
               'allocator gave back to the kernel and touches again; malloc steady keeps freed '
-              'memory in the heap, see repl_mm/analysis/benchmark.py). '
+              'memory in the heap, see benchmarks/cost_benchmark.py). '
               + ('Memory: the worker process\'s peak resident set size during the timed steps '
                  '(libraries and weights included); training MiB is that peak minus the '
                  'resident size before the first step.' if settings['device'] != 'cuda' else

@@ -9,9 +9,8 @@ only: a light surrogate folds into a module of repl-mm, so evaluate light checkp
 repl-mm's ``tools/test.py``.
 """
 import argparse
-import os.path as osp
 
-from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
+from repl_mm.engine.cli import add_cfg_options, config_name, load_config, run_tool
 from repl_mm.engine.fold_checkpoint import fold_checkpoint
 
 
@@ -27,9 +26,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args)
-    name = osp.splitext(osp.basename(args.config))[0]
-    result = fold_checkpoint(cfg, args.checkpoint, args.out_dir, name)
+    result = fold_checkpoint(load_config(args), args.checkpoint, args.out_dir,
+                             config_name(args.config))
     print(f'folded {len(result.folded_blocks)} blocks '
           f'({", ".join(result.folded_blocks) or "none"}) of {args.checkpoint}')
     print(f'weights: {result.weights}\nconfig:  {result.config}')

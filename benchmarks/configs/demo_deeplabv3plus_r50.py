@@ -1,6 +1,6 @@
-# Plain twin of configs/demo/deeplabv3plus_repl_r50_demo.py: mmseg's ResNetV1c-50 (D8) with exactly the RepL
-# backbone's other arguments (what repl_mm.models.plain_model_cfg makes of it; a test checks
-# they agree), the same data, schedule, seed and hooks.
+# Plain twin of configs/demo/deeplabv3plus_repl_r50_demo.py: mmseg's ResNetV1c-50 (D8) with
+# exactly the RepL backbone's other arguments (what repl_mm.models.plain_model_cfg makes of it;
+# a test checks they agree), the same data, schedule, seed and hooks.
 _base_ = '../../configs/demo/deeplabv3plus_repl_r50_demo.py'
 
 model = dict(

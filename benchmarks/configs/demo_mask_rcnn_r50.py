@@ -1,6 +1,6 @@
-# Plain twin of configs/demo/mask_rcnn_repl_r50_demo.py: mmdet's ResNet-50 with exactly the RepL backbone's
-# other arguments (what repl_mm.models.plain_model_cfg makes of it; a test checks they agree),
-# the same data, schedule, seed and hooks.
+# Plain twin of configs/demo/mask_rcnn_repl_r50_demo.py: mmdet's ResNet-50 with exactly the
+# RepL backbone's other arguments (what repl_mm.models.plain_model_cfg makes of it; a test checks
+# they agree), the same data, schedule, seed and hooks.
 _base_ = '../../configs/demo/mask_rcnn_repl_r50_demo.py'
 
 model = dict(

@@ -1,7 +1,8 @@
-# Accuracy benchmark (docs/benchmarks.md, benchmarks/benchmark_accuracy.py): a small plain ViT (ours:
-# 4x4 patches of the 28x28 images, i.e. 49 tokens + class token; 96 dims, 6 layers, 3 heads, MLP
-# 384) trained from scratch on Fashion-MNIST, batch 128, AdamW 1e-3 with 50 warm-up iterations and
-# a cosine decay over 800 iterations. The benchmark script makes each variant with --cfg-options.
+# Accuracy benchmark (docs/benchmarks.md, benchmarks/benchmark_accuracy.py): a small plain ViT
+# (ours: 4x4 patches of the 28x28 images, i.e. 49 tokens + class token; 96 dims, 6 layers,
+# 3 heads, MLP 384) trained from scratch on Fashion-MNIST, batch 128, AdamW 1e-3 with 50 warm-up
+# iterations and a cosine decay over 800 iterations. The benchmark script makes each variant with
+# --cfg-options.
 _base_ = './fashion_mnist_resnet32.py'
 
 model = dict(

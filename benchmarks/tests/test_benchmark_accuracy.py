@@ -1,5 +1,5 @@
-"""benchmarks/benchmark_accuracy.py: the report reads the per-seed result files and answers the
-issue's questions (does deleting the blocks matter, how much do the RepL kinds win back)."""
+"""benchmarks/benchmark_accuracy.py: the report reads the per-seed result files and answers its
+two questions (does deleting the blocks matter, how much do the RepL kinds win back)."""
 import json
 
 from conftest import run_tool

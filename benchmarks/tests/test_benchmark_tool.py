@@ -1,5 +1,5 @@
-"""benchmarks/benchmark.py run as a user would on a tiny classifier, the variants it derives from real
-configs, and the plain twins of benchmarks/benchmark_tasks.py."""
+"""benchmarks/benchmark.py run as a user would on a tiny classifier, the variants it derives from
+real configs, and the plain twins of benchmarks/benchmark_tasks.py."""
 import json
 import os
 import subprocess
@@ -153,9 +153,9 @@ def test_plain_twins_differ_only_in_the_backbone(repl, plain):
 @pytest.mark.slow
 def test_benchmark_tool_backbone_only_with_every_peer(tmp_path):
     out = tmp_path / 'bench'
-    run_tool('benchmarks/benchmark.py', str(classifier(tmp_path)), '--backbone-only', '--shape', '32',
-             '32', '--batch-size', '4', '--iters', '2', '--warmup', '1', '--repeats', '2',
-             '--out', str(out))
+    run_tool('benchmarks/benchmark.py', str(classifier(tmp_path)), '--backbone-only',
+             '--shape', '32', '32', '--batch-size', '4', '--iters', '2', '--warmup', '1',
+             '--repeats', '2', '--out', str(out))
     report = json.loads((out / 'benchmark.json').read_text())
     variants = by_name(report)
     assert report['settings']['mode'] == 'backbone'

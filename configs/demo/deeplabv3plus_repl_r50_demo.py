@@ -3,7 +3,7 @@
 # Fashion-MNIST objects, 19 Cityscapes train ids). Only the data scale, the norm layers (BN for
 # CPU), the initialisation and the schedule differ from the Cityscapes config; norm_eval=False and
 # the IoUMetric evaluator are the base's. Images are trained and evaluated at half size (64x128,
-# whole images): on 2 CPU cores that trains in minutes, and mIoU is scored on the predictions
+# whole images), so the demo trains in minutes on a CPU; mIoU is scored on the predictions
 # resized back to 128x256.
 _base_ = '../deeplabv3plus_repl_r50-d8_cityscapes-512x1024.py'
 
@@ -12,8 +12,7 @@ image_scale = (128, 64)  # (width, height): half the generated 256x128
 crop_size = (64, 128)  # (height, width)
 max_iters = 100
 
-# BN instead of the base's SyncBN: one CPU process has nothing to synchronise, and mmengine cannot
-# turn the replaced blocks' SyncBN into BN (docs/configs.md, "SyncBN").
+# BN instead of the base's SyncBN: one CPU process has nothing to synchronise
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     pretrained=None,  # from scratch: no ImageNet weights offline

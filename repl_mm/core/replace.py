@@ -5,7 +5,7 @@ For a fused replaced block (``kind='fused'``), every parameter tensor ``P`` of t
 kernels, norm weights and biases, ...) becomes ``a * P_prev + b * P_next`` of the same-named tensors
 of its neighbours (``synthesis.NeighbourSynthesis``); the block keeps its structure and buffers.
 
-State dict of a backbone after replacement (the contract later work relies on):
+State dict of a backbone after replacement (a contract checkpoints and tools rely on):
 
 * every key of an ordinary block, and every buffer of a replaced block, is the key the plain
   backbone uses; the neighbours' weights appear once;

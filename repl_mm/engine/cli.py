@@ -47,6 +47,12 @@ def add_cfg_options(parser: argparse.ArgumentParser) -> None:
         'train_dataloader.dataset.data_root=data/coco/')
 
 
+def config_name(path: str) -> str:
+    """``configs/mask_rcnn_repl_r50_coco.py`` -> ``mask_rcnn_repl_r50_coco``: the name of its
+    work dir and outputs."""
+    return osp.splitext(osp.basename(path))[0]
+
+
 def load_config(args: argparse.Namespace) -> Config:
     """``args.config`` with ``args.cfg_options`` merged in."""
     cfg = Config.fromfile(args.config)
@@ -71,7 +77,7 @@ def _merge_common(cfg: Config, args: argparse.Namespace) -> Config:
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = osp.join('./work_dirs', config_name(args.config))
     return cfg
 
 

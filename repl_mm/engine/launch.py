@@ -54,8 +54,8 @@ def prepare_launcher(cfg: Config) -> None:
 
 def finish_launcher() -> None:
     """End a CPU distributed run: destroy the gloo group, flush the logs, exit without
-    interpreter finalization (gloo's threads abort it about 1 run in 10 under torch 2.14.1,
-    'terminate called without an active exception'; pytorch/pytorch#179291)."""
+    interpreter finalization (gloo's threads can abort it with 'terminate called without an
+    active exception'; pytorch/pytorch#179291)."""
     if torch.cuda.is_available() or not dist.is_initialized():
         return
     dist.destroy_process_group()

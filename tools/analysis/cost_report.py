@@ -5,7 +5,8 @@
 
 Works for any mmdet / mmseg / mmpretrain config, RepL or not. The input size is read from the
 test pipeline (or --shape); --measure runs training steps on a synthetic batch of it. The report
-goes to stdout, logs and progress to stderr (see repl_mm/analysis/cost_report.py and docs/cost_tools.md).
+goes to stdout, logs and progress to stderr (see repl_mm/analysis/cost_report.py and
+docs/cost_tools.md).
 """
 import argparse
 import contextlib
@@ -14,7 +15,7 @@ import os.path as osp
 import sys
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
-from repl_mm.analysis.cost import cost_report, format_markdown
+from repl_mm.analysis.cost_report import cost_report, format_markdown
 from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
 
 
