@@ -88,6 +88,8 @@ class ReplCoefficients(nn.ParameterDict):
     def __init__(self, spec: CoefficientSpec) -> None:
         super().__init__()
         self.spec = spec
+        #: paths, in the block, of the tensors that end its residual branch (``conversion``)
+        self.residual_ends: Tuple[str, ...] = ()
 
     def register_parameter(self, name: str, param: Optional[nn.Parameter]) -> None:
         super().register_parameter(name, param)

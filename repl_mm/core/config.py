@@ -1,7 +1,7 @@
 """The ``repl=dict(...)`` argument of a RepL backbone, checked once when the backbone is built."""
 import ast
 from dataclasses import dataclass, fields
-from typing import Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple, Union
 
 from .adapters import ADAPTERS
 from .errors import ReplError
@@ -9,6 +9,10 @@ from .synthesis import GRANULARITIES
 
 #: ``repl.kind`` values: what takes a planned block's place
 KINDS = ('fused', 'light', 'removed')
+#: ``repl.warm_start`` values (``conversion``)
+WARM_STARTS = ('weights', 'identity', 'activations')
+#: what ``warm_start=True`` means for each kind
+DEFAULT_WARM_START = {'fused': 'identity', 'light': 'identity', 'removed': None}
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,9 @@ class ReplacementConfig:
     Attributes:
         blocks: ``None`` for the default plan, else ``{stage name or index: [block indices]}``
             (see ``plan``); the string form of that dict, as ``--cfg-options`` gives it, is
-            accepted too.
+            accepted too. ``'auto'``: ``tools/convert.py`` chooses the plan from a pretrained
+            model and training data, within ``budget``.
+        budget: with ``blocks='auto'``, the share of the backbone's parameters to synthesise.
         kind: ``'fused'``: the whole block runs with synthesised parameters; ``'light'``: the
             block is replaced by one cheap synthesised operator inside its residual (``light``);
             ``'removed'``: not RepL but its baseline, the planned blocks are deleted (identity),
@@ -30,19 +36,22 @@ class ReplacementConfig:
         adapter: how neighbour tensors of another shape are brought to shape (``adapters``).
         detach_neighbours: if true, gradients through synthesised weights reach only the
             coefficients, not the neighbours' weights.
-        warm_start: when a plain state dict holding the replaced blocks' own weights is loaded
-            (e.g. pretrained weights), set each ``(a, b)`` by least squares so that
-            ``a * P_prev + b * P_next`` best fits the block's own ``P`` (fused kind), and log the
-            fit error; if false, those weights are ignored and ``(a, b)`` keep their values.
+        warm_start: how the coefficients start when a plain (pretrained) state dict is
+            loaded: ``'weights'`` (least squares in weight space), ``'identity'`` (each replaced
+            block starts as its shortcut) or ``'activations'`` (fitted to the plain network's
+            activations on training data, by ``tools/convert.py``; a plain state dict loaded
+            directly starts as ``'identity'``); ``True`` is the kind's default
+            (``DEFAULT_WARM_START``), ``False`` keeps ``init``. See ``conversion``.
     """
 
-    blocks: Optional[Mapping] = None
+    blocks: Union[None, str, Mapping] = None
+    budget: Optional[float] = None
     kind: str = 'fused'
     granularity: str = 'tensor'
     init: Tuple[float, float] = (0.5, 0.5)
     adapter: str = 'slice_pad'
     detach_neighbours: bool = False
-    warm_start: bool = True
+    warm_start: Union[bool, str] = True
 
     @classmethod
     def from_dict(cls, cfg: Optional[Mapping]) -> 'ReplacementConfig':
@@ -52,7 +61,7 @@ class ReplacementConfig:
         unknown = sorted(set(cfg) - set(known))
         if unknown:
             raise ReplError(f'repl: unknown option(s) {unknown}; valid options are {known}.')
-        if isinstance(cfg.get('blocks'), str):
+        if isinstance(cfg.get('blocks'), str) and cfg['blocks'] != 'auto':
             cfg['blocks'] = _parse_blocks(cfg['blocks'])
         config = cls(**cfg)
         config.check()
@@ -66,6 +75,19 @@ class ReplacementConfig:
                 raise ReplError(f'repl.{name}={value!r} is unknown; choose one of {valid}.')
         if len(tuple(self.init)) != 2:
             raise ReplError(f'repl.init must be a pair (a, b), got {self.init!r}.')
+        if self.budget is not None and self.blocks != 'auto':
+            raise ReplError(f"repl.budget={self.budget!r} goes with repl.blocks='auto' (the "
+                            f'plan tools/convert.py chooses); this plan is {self.blocks!r}.')
+        if not isinstance(self.warm_start, bool) and self.warm_start not in WARM_STARTS:
+            raise ReplError(f'repl.warm_start={self.warm_start!r} is unknown; choose one of '
+                            f'{WARM_STARTS}, True (the kind\'s default) or False.')
+
+    @property
+    def warm_start_mode(self) -> Optional[str]:
+        """The warm start in effect: one of ``WARM_STARTS`` or ``None``."""
+        if self.warm_start is True:
+            return DEFAULT_WARM_START[self.kind]
+        return self.warm_start or None
 
 
 def _parse_blocks(text: str) -> Optional[Mapping]:

@@ -45,7 +45,9 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
                    config: ReplacementConfig, log: Log = _default_log,
                    light_spec: Optional[Callable[[nn.Module], LightSpec]] = None,
                    own_tensors: Sequence[str] = (), chunked_tensors: Mapping[str, int] = {},
-                   frozen: Sequence[BlockRef] = ()) -> ReplacementPlan:
+                   frozen: Sequence[BlockRef] = (),
+                   residual_ends: Optional[Callable[[nn.Module], Sequence[str]]] = None
+                   ) -> ReplacementPlan:
     """Replace blocks of ``backbone`` in place and install the state-dict guard.
 
     Args:
@@ -61,10 +63,16 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
         chunked_tensors: name suffix -> number of equal parts along dim 0 that adapters must
             treat separately (fused q, k, v projections: 3).
         frozen: ``(stage name, index)`` of blocks that do not train (``plan``).
+        residual_ends: the paths, in a block, of the tensors that end its residual branch
+            (``repl.warm_start='identity'`` zeroes their coefficients; ``conversion``).
 
     Returns:
         The validated plan.
     """
+    if config.blocks == 'auto':
+        raise PlanError("repl.blocks='auto' is chosen from a pretrained model and training "
+                        'data: run tools/convert.py CONFIG PLAIN_CHECKPOINT OUT_DIR, which writes '
+                        'a config with the chosen plan (and the converted checkpoint).')
     containers = {name: backbone.get_submodule(path) for name, path in stages}
     plan = resolve_plan([(name, len(containers[name])) for name, _ in stages], config.blocks,
                         frozen)
@@ -79,6 +87,8 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
                 dict(chunked_tensors))
         if config.kind == 'fused':
             _replace_fused(*args, tuple(own_tensors))
+            ends = tuple(residual_ends(args[0])) if residual_ends else ()
+            getattr(args[0], COEFFICIENTS).residual_ends = ends
         elif config.kind == 'light':
             containers[stage][index] = _replace_light(*args, light_spec(args[0]))
         else:
@@ -88,7 +98,7 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
         paths = dict(stages)
         backbone.register_load_state_dict_pre_hook(StateDictGuard(
             [f'{paths[stage]}.{index}' for stage, index in plan.replaced], config.kind,
-            config.warm_start, log))
+            config.warm_start_mode, log))
         if config.kind != 'removed':
             weight_decay.install()
             install_rebuild_hook()
@@ -141,6 +151,9 @@ def _replace_light(block: nn.Module, name: str, prev_block: nn.Module, prev_name
         targets.append(_Target(owner_path, tensor_name, f'{owner_path}.{tensor_name}', value,
                                owners, source_name, adapter))
     _install_synthesis(surrogate, name, targets, config, (prev_name, next_name), {})
+    getattr(surrogate, COEFFICIENTS).residual_ends = tuple(
+        target.path for target in targets if target.owner_path == (
+            'norm' if spec.operator == 'depthwise' else operator_path))
     return surrogate
 
 

@@ -11,19 +11,22 @@ state dict into such a backbone first passes ``StateDictGuard``, a load-state-di
   neighbours (made with ``kind='removed'``) in a fused or light model, and a RepL checkpoint in
   a ``kind='removed'`` model;
 * a plain state dict (no coefficients) loads; the tensors it holds for replaced (or removed)
-  blocks are dropped with one log line naming the blocks. For the fused kind with
-  ``warm_start``, each ``(a, b)`` is first fitted by least squares to the block's own weights
-  (``warm_start_coefficients``); a light surrogate computes another function than the block, so
-  its coefficients keep ``repl.init``, and the log line says so.
+  blocks are dropped with one log line naming the blocks, and the coefficients start as
+  ``repl.warm_start`` says (``conversion``): ``'weights'`` fits each ``(a, b)`` of a fused block
+  by least squares to the block's own weights (``warm_start_coefficients``; a light surrogate
+  computes another function than the block, so its coefficients keep ``repl.init``, and the log
+  line says so); ``'identity'``, and ``'activations'`` (which needs data: ``tools/convert.py``),
+  start each replaced block as its shortcut.
 """
 import logging
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from .coefficients import COEFFICIENTS, CoefficientSpec, replaced_blocks
+from .conversion import residual_keys
 from .errors import CheckpointMismatchError
 
 Log = Callable[[str], None]
@@ -37,11 +40,12 @@ class StateDictGuard:
     Args:
         block_paths: the replaced blocks' paths in the backbone (``'layer1.1'``).
         kind: ``repl.kind``.
-        warm_start: fit the fused kind's coefficients to a plain checkpoint's weights.
+        warm_start: ``ReplacementConfig.warm_start_mode``: how the coefficients start from a
+            plain checkpoint.
         log: where the one-line summary of a plain checkpoint goes.
     """
 
-    def __init__(self, block_paths: Sequence[str], kind: str, warm_start: bool,
+    def __init__(self, block_paths: Sequence[str], kind: str, warm_start: Optional[str],
                  log: Log = logging.getLogger('repl_mm').info) -> None:
         self.block_paths = list(block_paths)
         self.kind = kind
@@ -136,11 +140,22 @@ class StateDictGuard:
             message = (f'RepL: {len(dropped)} tensors of replaced blocks in the loaded state '
                        f'dict were not loaded (their parameters are synthesised from their '
                        f'neighbours): {blocks}.')
-        if self.kind == 'light':
+        if self.warm_start in ('identity', 'activations'):
+            for path, block in replaced_blocks(module):
+                coefficients = getattr(block, COEFFICIENTS)
+                for key in residual_keys(block):
+                    state_dict[f'{prefix}{path}.{COEFFICIENTS}.{key}'] = torch.zeros_like(
+                        coefficients[key])
+            message += (' Warm start: each replaced block starts as its shortcut (the '
+                        'coefficients that end its residual branch are zero)'
+                        + (", as repl.warm_start='activations' does without data (the fit "
+                           "runs in tools/convert.py)." if self.warm_start == 'activations'
+                           else '.'))
+        elif self.warm_start == 'weights' and self.kind == 'light':
             message += (' A light surrogate computes another function than the block it '
                         'replaces, so their weights cannot initialise it: its coefficients keep '
                         'repl.init and its norm starts with fresh statistics.')
-        elif self.kind == 'fused' and self.warm_start:
+        elif self.warm_start == 'weights':
             errors = warm_start_coefficients(module, replaced_blocks(module), incoming,
                                              state_dict, prefix)
             if errors:

@@ -58,7 +58,7 @@ class RepLBackboneMixin:
                                         light_spec=self.repl_light_spec,
                                         own_tensors=self.repl_own_tensors,
                                         chunked_tensors=self.repl_chunked_tensors,
-                                        frozen=frozen)
+                                        frozen=frozen, residual_ends=self.repl_residual_ends)
         for _, block in replaced_blocks(self):
             for module in block.modules():
                 # A replaced block owns no weights, so its own init_cfg (e.g. mmdet's
@@ -128,6 +128,13 @@ class RepLBackboneMixin:
         """``(stage name, path of its block container)`` of every stage, in forward order."""
         raise NotImplementedError
 
+    def repl_residual_ends(self, block: nn.Module) -> List[str]:
+        """Paths, in ``block``, of the tensors that end its residual branch: zero, the block is
+        its shortcut (``repl.warm_start='identity'``)."""
+        raise PlanError(f"repl.warm_start='identity': {type(self).__name__} does not say where "
+                        f'the residual branch of a {type(block).__name__} ends; use '
+                        f"warm_start='weights'.")
+
     def repl_light_spec(self, block: nn.Module) -> LightSpec:
         """Which tensors of ``block`` feed its light surrogate (``repl.kind='light'``)."""
         raise PlanError(f"repl.kind='light': {type(self).__name__} has no light surrogate for "
@@ -152,6 +159,10 @@ class RepLResNetMixin(RepLBackboneMixin):
 
     def repl_stages(self) -> List[Tuple[str, str]]:
         return [(name, name) for name in self.res_layers]
+
+    def repl_residual_ends(self, block: nn.Module) -> List[str]:
+        norm = getattr(block, 'norm3_name', None) or block.norm2_name
+        return [f'{norm}.weight', f'{norm}.bias']
 
     def repl_light_spec(self, block: nn.Module) -> LightSpec:
         if getattr(block, 'downsample', None) is not None or getattr(block, 'stride', 1) != 1:
@@ -179,10 +190,26 @@ class RepLTransformerMixin(RepLBackboneMixin):
     repl_chunked_tensors = {'qkv.weight': 3, 'qkv.bias': 3, 'in_proj_weight': 3,
                             'in_proj_bias': 3}
 
+    @staticmethod
+    def _attention_projection(block: nn.Module) -> Optional[str]:
+        return next((path for path, m in block.named_modules()
+                     if isinstance(m, nn.Linear) and path.startswith('attn.')
+                     and path.rsplit('.', 1)[-1] in ('proj', 'out_proj')), None)
+
+    def repl_residual_ends(self, block: nn.Module) -> List[str]:
+        """The attention's output projection and the MLP's last linear map: both branches of a
+        pre-norm block end there."""
+        mlp = [path for path, m in block.named_modules()
+               if isinstance(m, nn.Linear) and path.startswith(('ffn.', 'mlp.'))]
+        projection = self._attention_projection(block)
+        if projection is None or not mlp:
+            return super().repl_residual_ends(block)
+        return [f'{path}.{name}' for path in (projection, mlp[-1])
+                for name in ('weight', 'bias')
+                if getattr(block.get_submodule(path), name, None) is not None]
+
     def repl_light_spec(self, block: nn.Module) -> LightSpec:
-        projection = next((path for path, m in block.named_modules()
-                           if isinstance(m, nn.Linear) and path.startswith('attn.')
-                           and path.rsplit('.', 1)[-1] in ('proj', 'out_proj')), None)
+        projection = self._attention_projection(block)
         norm = next((name for name, m in block.named_children()
                      if isinstance(m, nn.LayerNorm)), None)
         if projection is None or norm is None:

@@ -201,8 +201,9 @@ def test_warm_start_from_plain_weights_after_syncbn_revert(tmp_path):
     plain.pop('repl')
     checkpoint = Path(tmp_path, 'plain.pth')
     torch.save(MODELS.build(plain).state_dict(), checkpoint)
-    backbone = MODELS.build(dict(cfg.model.backbone, init_cfg=dict(type='Pretrained',
-                                                                   checkpoint=str(checkpoint))))
+    backbone = MODELS.build(dict(cfg.model.backbone,
+                                 repl=dict(cfg.model.backbone.repl, warm_start='weights'),
+                                 init_cfg=dict(type='Pretrained', checkpoint=str(checkpoint))))
     backbone = revert_sync_batchnorm(backbone)
     # the conv kernels' coefficients (the norms of a fresh plain model are all 1 / 0, which
     # the 0.5 / 0.5 init already fits exactly)

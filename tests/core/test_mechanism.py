@@ -187,7 +187,8 @@ def test_warm_start_fits_coefficients_to_pretrained_weights(granularity):
                         + 0.7 * pretrained.blocks[2].get_parameter(name))
     messages = []
     net = ToyNet()
-    replace_blocks(net, [('blocks', 'blocks')], ReplacementConfig(granularity=granularity),
+    replace_blocks(net, [('blocks', 'blocks')],
+                   ReplacementConfig(granularity=granularity, warm_start='weights'),
                    log=messages.append)
     result = net.load_state_dict(pretrained.state_dict(), strict=True)
     assert result.missing_keys == [] and result.unexpected_keys == []

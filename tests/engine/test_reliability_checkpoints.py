@@ -98,7 +98,7 @@ def load_logged(model, filename, strict=False):
     return records.messages
 
 
-@pytest.mark.parametrize('warm_start', [False, True])
+@pytest.mark.parametrize('warm_start', [False, 'weights'])
 @pytest.mark.parametrize('framework', FRAMEWORKS)
 def test_plain_checkpoint_initialises_repl_model(framework, warm_start, tmp_path):
     plain = build(framework)

@@ -1,0 +1,349 @@
+"""RepL from a pretrained backbone: the transfer protocol on Fashion-MNIST.
+
+    python benchmarks/benchmark_transfer.py pretrain --arch resnet20
+    python benchmarks/benchmark_transfer.py run --arch resnet20 --split val --seeds 0 1 2 3 4
+    python benchmarks/benchmark_transfer.py run --arch resnet20 --split test --seeds 0 1 2 3 4
+    python benchmarks/benchmark_transfer.py report --arch resnet20 --split test
+
+A plain network is pretrained once on Fashion-MNIST classes 0-4 (all their training images),
+then converted (``repl_mm.core.conversion``) and fine-tuned on classes 5-9 from a few images
+(``--shots`` per class, drawn per seed), and evaluated on the test images of classes 5-9.
+Settings are chosen on ``--split val``: other training images of classes 5-9, disjoint from the
+fine-tuning ones; ``--split test`` is the final run. Each (variant, seed, split, settings) writes
+one JSON file under ``--out``; ``report`` pairs the variants by seed and prints mean, standard
+deviation and the t-based 95% interval of each difference.
+
+The models are mmpretrain's (``CIFARResNet`` / ``VisionTransformer`` backbones with a linear
+head); training is a plain loop (SGD or AdamW, cosine schedule, random crop and flip) so that a
+run takes seconds: the same for every variant, RepL's optimizer hooks included.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import resource
+import statistics
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.registry import MODELS, init_default_scope
+
+import repl_mm  # noqa: F401  (registers the RepL classes)
+from repl_mm.core import COEFFICIENTS, fold_replaced_blocks, replaced_blocks
+from repl_mm.core.conversion import convert_from_plain
+from repl_mm.demo.fashion_mnist_source import DEFAULT_FMNIST_DIR, read_split
+from repl_mm.engine.cli import run_tool
+from repl_mm.engine.convert_checkpoint import choose_auto_plan
+
+MEAN, STD = 72.94, 90.02
+PRETRAIN_CLASSES, TRANSFER_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
+ARCHS = {
+    'resnet20': dict(backbone=dict(type='CIFARResNet', depth=20, in_channels=1,
+                                   zero_init_residual=False),
+                     neck=dict(type='GlobalAveragePooling'), channels=64,
+                     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4),
+                     pretrain_iters=1000, batch=128),
+    'vit': dict(backbone=dict(type='VisionTransformer', in_channels=1, img_size=28, patch_size=4,
+                              arch=dict(embed_dims=96, num_layers=6, num_heads=3,
+                                        feedforward_channels=384)),
+                neck=None, channels=96,
+                optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+                pretrain_iters=1000, batch=128),
+}
+#: variant -> (repl options or None for the plain backbone, extra backbone options)
+VARIANTS = {
+    'plain': (None, {}),
+    'frozen': (None, dict(frozen_stages=1)),
+    'removed': (dict(kind='removed'), {}),
+    'fused-weights': (dict(warm_start='weights'), {}),
+    'fused-identity': (dict(warm_start='identity'), {}),
+    'fused-activations': (dict(warm_start='activations'), {}),
+    'light-identity': (dict(kind='light', warm_start='identity'), {}),
+    'light-activations': (dict(kind='light', warm_start='activations'), {}),
+    'light-own': (dict(kind='light', warm_start='activations'), {}),  # folded: own weights
+    'fused-auto': (dict(blocks='auto', budget=0.25, warm_start='activations'), {}),
+}
+
+
+def load_images(classes: Tuple[int, ...], split: str) -> Tuple[np.ndarray, np.ndarray]:
+    images, labels = read_split(DEFAULT_FMNIST_DIR, split)
+    keep = np.isin(labels, classes)
+    remap = {c: i for i, c in enumerate(classes)}
+    return images[keep], np.array([remap[int(c)] for c in labels[keep]], dtype=np.int64)
+
+
+def transfer_split(seed: int, shots: int, split: str) -> Tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray, np.ndarray]:
+    """``(train images, labels, eval images, labels)`` of classes 5-9: ``shots`` training images
+    per class drawn with ``seed``; eval: ``shots`` other training images per class (``'val'``)
+    or the test images (``'test'``)."""
+    images, labels = load_images(TRANSFER_CLASSES, 'train')
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in range(len(TRANSFER_CLASSES)):
+        order = rng.permutation(np.flatnonzero(labels == label))
+        train += list(order[:shots])
+        val += list(order[shots:2 * shots])
+    if split == 'val':
+        return images[train], labels[train], images[val], labels[val]
+    test_images, test_labels = load_images(TRANSFER_CLASSES, 'val')
+    return images[train], labels[train], test_images, test_labels
+
+
+def tensor(images: np.ndarray) -> torch.Tensor:
+    return (torch.from_numpy(images).float().unsqueeze(1) - MEAN) / STD
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with 2-pixel padding and horizontal flip, per image."""
+    padded = F.pad(x, (2, 2, 2, 2))
+    out = torch.empty_like(x)
+    offsets = torch.randint(0, 5, (len(x), 2), generator=generator)
+    flips = torch.rand(len(x), generator=generator) < 0.5
+    for i, ((dy, dx), flip) in enumerate(zip(offsets.tolist(), flips.tolist())):
+        crop = padded[i, :, dy:dy + 28, dx:dx + 28]
+        out[i] = crop.flip(-1) if flip else crop
+    return out
+
+
+def build_classifier(arch: str, num_classes: int, repl: Optional[dict] = None,
+                     backbone_extra: Optional[dict] = None) -> torch.nn.Module:
+    spec = ARCHS[arch]
+    backbone = dict(spec['backbone'], **(backbone_extra or {}))
+    if repl is not None:
+        backbone = dict(backbone, type='RepL' + backbone['type'], repl=repl)
+    head = dict(type='LinearClsHead', num_classes=num_classes, in_channels=spec['channels'])
+    init_default_scope('mmpretrain')
+    return MODELS.build(dict(type='ImageClassifier', backbone=backbone, neck=spec['neck'],
+                             head=head))
+
+
+def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    feats = model.extract_feat(x)
+    return model.head(feats)
+
+
+def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(images), 500):
+            x = tensor(images[start:start + 500])
+            correct += (logits(model, x).argmax(1).numpy() == labels[start:start + 500]).sum()
+    return 100.0 * correct / len(images)
+
+
+def train(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, iters: int,
+          optimizer_cfg: dict, seed: int, batch: int, coefficient_lr_mult: float = 1.0
+          ) -> Dict[str, float]:
+    """``iters`` steps of the cross-entropy on random batches; cosine learning rate."""
+    generator = torch.Generator().manual_seed(seed)
+    cfg = dict(optimizer_cfg)
+    kind = getattr(torch.optim, cfg.pop('type'))
+    coefficients = [p for n, p in model.named_parameters() if COEFFICIENTS in n and p.requires_grad]
+    others = [p for n, p in model.named_parameters() if COEFFICIENTS not in n and p.requires_grad]
+    groups = [dict(params=others)]
+    if coefficients:
+        groups.append(dict(params=coefficients, lr=cfg['lr'] * coefficient_lr_mult))
+    optimizer = kind(groups, **cfg)
+    for group in optimizer.param_groups:
+        group['initial_lr'] = group['lr']
+    x_all, y_all = tensor(images), torch.from_numpy(labels)
+    model.train()
+    start = time.perf_counter()
+    for step in range(iters):
+        for group in optimizer.param_groups:
+            group['lr'] = group['initial_lr'] * 0.5 * (1 + math.cos(math.pi * step / iters))
+        index = torch.randint(0, len(images), (batch, ), generator=generator)
+        loss = F.cross_entropy(logits(model, augment(x_all[index], generator)), y_all[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    seconds = time.perf_counter() - start
+    return dict(s_per_iter=seconds / max(iters, 1), final_loss=loss.item())
+
+
+def pretrained_path(out: str, arch: str) -> str:
+    return osp.join(out, arch, 'pretrained.pth')
+
+
+def pretrain(args: argparse.Namespace) -> None:
+    spec = ARCHS[args.arch]
+    torch.manual_seed(0)
+    model = build_classifier(args.arch, len(PRETRAIN_CLASSES))
+    images, labels = load_images(PRETRAIN_CLASSES, 'train')
+    stats = train(model, images, labels, args.iters or spec['pretrain_iters'], spec['optimizer'],
+                  seed=0, batch=spec['batch'])
+    test_images, test_labels = load_images(PRETRAIN_CLASSES, 'val')
+    accuracy = evaluate(model, test_images, test_labels)
+    path = pretrained_path(args.out, args.arch)
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    torch.save({'state_dict': model.state_dict(), 'top1': accuracy}, path)
+    print(json.dumps(dict(arch=args.arch, pretrain_top1=accuracy, **stats)))
+
+
+def convert(arch: str, variant: str, plain: torch.nn.Module, images: List[torch.Tensor],
+            seed: int) -> Tuple[torch.nn.Module, Dict]:
+    """The variant's model with the pretrained weights (head included: it scores the pretraining
+    task right after conversion)."""
+    repl, extra = VARIANTS[variant]
+    info: Dict = {}
+    if repl is not None and repl.get('blocks') == 'auto':
+        backbone_cfg = dict(build_cfg_backbone(arch), repl=dict(repl, blocks=None, budget=None))
+        plan, ranking = choose_auto_plan(backbone_cfg, plain.backbone, images, repl['budget'],
+                                         steps=150)
+        repl = dict(repl, blocks=plan, budget=None)
+        info.update(plan=plan, ranking=ranking)
+    torch.manual_seed(seed)
+    model = build_classifier(arch, len(PRETRAIN_CLASSES), repl, extra)
+    if repl is None:
+        model.load_state_dict(plain.state_dict())
+        if extra.get('frozen_stages'):
+            model.backbone._freeze_stages()
+    else:
+        model.load_state_dict({k: v for k, v in plain.state_dict().items()
+                               if not k.startswith('backbone.')}, strict=False)
+        blocks = convert_from_plain(plain.backbone, model.backbone, images, steps=150)
+        info['output_errors'] = {b.path: b.output_error for b in blocks}
+        if variant == 'light-own':
+            fold_replaced_blocks(model.backbone)
+    return model, info
+
+
+def build_cfg_backbone(arch: str) -> dict:
+    spec = ARCHS[arch]
+    return dict(spec['backbone'], type='RepL' + spec['backbone']['type'])
+
+
+def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.Module) -> Dict:
+    spec = ARCHS[args.arch]
+    train_images, train_labels, eval_images, eval_labels = transfer_split(
+        seed, args.shots, args.split)
+    fit_images = [tensor(train_images[i:i + 64]) for i in range(0, min(len(train_images), 256),
+                                                               64)]
+    model, info = convert(args.arch, variant, plain, fit_images, seed)
+    pre_images, pre_labels = load_images(PRETRAIN_CLASSES, 'val')
+    converted_top1 = evaluate(model, pre_images, pre_labels)
+    torch.manual_seed(seed)  # the new head: the same for every variant of a seed
+    model.head = build_classifier(args.arch, len(TRANSFER_CLASSES)).head
+    coefficients_before = {n: p.detach().clone() for n, p in model.named_parameters()
+                           if COEFFICIENTS in n}
+    optimizer = dict(spec['optimizer'], lr=args.lr or spec['optimizer']['lr'])
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stats = train(model, train_images, train_labels, args.iters, optimizer, seed, args.batch,
+                  args.coefficient_lr_mult)
+    moved = [(p - coefficients_before[n]).abs().max().item()
+             for n, p in model.named_parameters() if n in coefficients_before]
+    return dict(
+        arch=args.arch, variant=variant, seed=seed, split=args.split, shots=args.shots,
+        iters=args.iters, lr=optimizer['lr'], coefficient_lr_mult=args.coefficient_lr_mult,
+        converted_top1=converted_top1, top1=evaluate(model, eval_images, eval_labels),
+        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        replaced=len(replaced_blocks(model)), coefficient_max_move=max(moved, default=None),
+        peak_rss_mb=max(peak_before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024,
+        **stats, **info)
+
+
+def result_path(args: argparse.Namespace, variant: str, seed: int) -> str:
+    tag = (f'{args.split}_s{args.shots}_i{args.iters}_lr{args.lr or "default"}'
+           f'_m{args.coefficient_lr_mult:g}')
+    return osp.join(args.out, args.arch, tag, f'{variant}_seed{seed}.json')
+
+
+def run(args: argparse.Namespace) -> None:
+    init_default_scope('mmpretrain')
+    state = torch.load(pretrained_path(args.out, args.arch), map_location='cpu')
+    plain = build_classifier(args.arch, len(PRETRAIN_CLASSES))
+    plain.load_state_dict(state['state_dict'])
+    plain.eval()
+    for seed in args.seeds:
+        for variant in args.variants:
+            path = result_path(args, variant, seed)
+            if osp.isfile(path):
+                continue
+            result = run_one(args, variant, seed, plain)
+            result['pretrained_top1'] = state['top1']
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            with open(path, 'w') as file:
+                json.dump(result, file)
+            print(json.dumps({k: result[k] for k in ('variant', 'seed', 'converted_top1',
+                                                      'top1', 's_per_iter')}), flush=True)
+
+
+def t_quantile(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
+    from scipy import stats
+    return float(stats.t.ppf(0.975, df))
+
+
+def paired(a: List[float], b: List[float]) -> str:
+    differences = [x - y for x, y in zip(a, b)]
+    n = len(differences)
+    mean = statistics.mean(differences)
+    if n < 2:
+        return f'{mean:+.2f} (n=1)'
+    half = t_quantile(n - 1) * statistics.stdev(differences) / math.sqrt(n)
+    return f'{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]'
+
+
+def report(args: argparse.Namespace) -> None:
+    folder = osp.join(args.out, args.arch)
+    rows: Dict[str, Dict[str, Dict[int, dict]]] = {}
+    for tag in sorted(os.listdir(folder)):
+        if not osp.isdir(osp.join(folder, tag)) or not tag.startswith(args.split):
+            continue
+        for name in sorted(os.listdir(osp.join(folder, tag))):
+            with open(osp.join(folder, tag, name)) as file:
+                result = json.load(file)
+            rows.setdefault(tag, {}).setdefault(result['variant'], {})[result['seed']] = result
+    for tag, variants in rows.items():
+        print(f'\n### {args.arch}, {tag}\n')
+        print('| variant | n | converted top-1 (classes 0-4) | top-1 (5-9) mean ± std | '
+              'vs plain, 95% CI | vs removed, 95% CI | trainable | s/iter | peak RSS MiB |')
+        print('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
+        for variant in [v for v in VARIANTS if v in variants]:
+            runs = variants[variant]
+            seeds = sorted(runs)
+            top1 = [runs[s]['top1'] for s in seeds]
+            converted = [runs[s]['converted_top1'] for s in seeds]
+            cells = []
+            for reference in ('plain', 'removed'):
+                ref = variants.get(reference, {})
+                common = [s for s in seeds if s in ref]
+                cells.append('-' if reference == variant or not common else paired(
+                    [runs[s]['top1'] for s in common], [ref[s]['top1'] for s in common]))
+            spread = statistics.stdev(top1) if len(top1) > 1 else float('nan')
+            print(f'| {variant} | {len(seeds)} | {statistics.mean(converted):.2f} | '
+                  f'{statistics.mean(top1):.2f} ± {spread:.2f} | {cells[0]} | {cells[1]} | '
+                  f'{runs[seeds[0]]["trainable"]:,} | '
+                  f'{statistics.median(runs[s]["s_per_iter"] for s in seeds):.4f} | '
+                  f'{max(runs[s]["peak_rss_mb"] for s in seeds):.0f} |')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('command', choices=['pretrain', 'run', 'report'])
+    parser.add_argument('--arch', choices=list(ARCHS), default='resnet20')
+    parser.add_argument('--out', default='work_dirs/transfer')
+    parser.add_argument('--iters', type=int, default=300,
+                        help='fine-tuning iterations (pretrain: default per arch)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument('--split', choices=['val', 'test'], default='val')
+    parser.add_argument('--shots', type=int, default=100, help='training images per class')
+    parser.add_argument('--batch', type=int, default=32)
+    parser.add_argument('--lr', type=float, help='fine-tuning lr (default: the arch\'s)')
+    parser.add_argument('--coefficient-lr-mult', type=float, default=1.0)
+    args = parser.parse_args()
+    if args.command == 'pretrain':
+        args.iters = None if args.iters == 300 else args.iters
+    {'pretrain': pretrain, 'run': run, 'report': report}[args.command](args)
+
+
+if __name__ == '__main__':
+    sys.exit(run_tool(main))

@@ -1,0 +1,207 @@
+"""Convert a pretrained plain checkpoint into a RepL one: behind ``tools/convert.py``.
+
+``convert_checkpoint(cfg, plain_checkpoint, out_dir, name)`` builds the config's RepL model and
+its plain twin, loads the plain checkpoint (a whole model's, or a backbone's alone, as
+``init_cfg=Pretrained`` takes), starts the replaced blocks as ``repl.warm_start`` says
+(``repl_mm.core.conversion``; ``'activations'`` on batches of the config's training data), and
+writes ``<out_dir>/<name>_repl.pth`` (``state_dict`` and ``meta``: the plan and the conversion
+report) and ``<out_dir>/<name>_repl.py`` (the config with the plan written out and
+``load_from`` set to that checkpoint). With ``repl.blocks='auto'`` it first chooses the plan:
+every block that may be replaced is tried alone, and the ones whose replacement changes the
+backbone's output least are taken, never two adjacent, until ``repl.budget`` of the backbone's
+parameters are synthesised.
+"""
+import copy
+import os
+import os.path as osp
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.registry import MODELS, init_default_scope
+from torch import Tensor, nn
+
+from repl_mm.core import PlanError, ReplError
+from repl_mm.core.conversion import BlockConversion, convert_from_plain
+from repl_mm.models import plain_model_cfg
+from .checkpoint import trusted_checkpoint_globals
+from .data_check import DataNotFoundError
+from .fold_checkpoint import primitive
+
+
+@dataclass
+class ConversionResult:
+    """What ``convert_checkpoint`` wrote and measured."""
+
+    checkpoint: str
+    config: str
+    plan: Dict[str, List[int]]
+    warm_start: Optional[str]
+    blocks: List[BlockConversion]
+    output_error: Optional[float]  # of the backbone's last output, against the plain one
+    loaded: Dict[str, int] = field(default_factory=dict)
+    ranking: List[Tuple[str, float]] = field(default_factory=list)  # blocks='auto': cost each
+
+
+def read_state_dict(path: str) -> Dict[str, Tensor]:
+    """The tensors of a checkpoint file: a Runner checkpoint, ``{'state_dict': ...}`` or a bare
+    state dict."""
+    if not osp.isfile(path):
+        raise ReplError(f'{path}: no such checkpoint file.')
+    with trusted_checkpoint_globals():
+        state = torch.load(path, map_location='cpu')
+    state = state.get('state_dict', state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not any(torch.is_tensor(v) for v in state.values()):
+        raise ReplError(f'{path} holds no state dict.')
+    return {k: v for k, v in state.items() if torch.is_tensor(v)}
+
+
+def _load_plain(model: nn.Module, state: Dict[str, Tensor], path: str) -> Dict[str, int]:
+    """Load a whole model's or a backbone's state dict into the plain ``model``."""
+    whole = any(k.startswith('backbone.') for k in state)
+    target = model if whole else model.backbone
+    result = target.load_state_dict(state, strict=False)
+    backbone_keys = [k for k in target.state_dict() if not whole or k.startswith('backbone.')]
+    missing = [k for k in result.missing_keys if k in backbone_keys]
+    if len(missing) == len(backbone_keys):
+        raise ReplError(f'{path} holds none of the backbone\'s tensors (keys such as '
+                        f'{list(state)[:3]}): is it a checkpoint of '
+                        f'{type(model.backbone).__name__}?')
+    return dict(loaded=len(state) - len(result.unexpected_keys),
+                missing_backbone=len(missing), unexpected=len(result.unexpected_keys))
+
+
+def training_images(cfg: Config, model: nn.Module, batches: int) -> List[Tensor]:
+    """``batches`` batches of the config's training data, as the backbone receives them."""
+    from mmengine.runner import Runner
+
+    from .data_check import check_data_paths
+    check_data_paths(cfg, ('train', ))
+    loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader))
+    images = []
+    with torch.no_grad():
+        for batch in loader:
+            images.append(model.data_preprocessor(batch, False)['inputs'])
+            if len(images) == batches:
+                break
+    return images
+
+
+def _last_output(backbone: nn.Module, images: List[Tensor]) -> List[Tensor]:
+    backbone.eval()
+    with torch.no_grad():
+        outputs = [backbone(x) for x in images]
+    return [o if torch.is_tensor(o) else o[-1] for o in outputs]
+
+
+def _relative_error(outputs: List[Tensor], references: List[Tensor]) -> float:
+    error = sum((o - r).float().square().sum().item() for o, r in zip(outputs, references))
+    norm = sum(r.float().square().sum().item() for r in references)
+    return (error / max(norm, 1e-30)) ** 0.5
+
+
+def _candidates(backbone: nn.Module) -> List[Tuple[str, int]]:
+    """Blocks that may be replaced alone: not the network's first or last, not frozen, and
+    without a projection shortcut or stride (they keep their input's shape)."""
+    chain = [(name, i, block) for name, path in backbone.repl_stages()
+             for i, block in enumerate(backbone.get_submodule(path))]
+    frozen = set(backbone.repl_frozen_blocks())
+    return [(name, i) for name, i, block in chain[1:-1] if (name, i) not in frozen
+            and getattr(block, 'downsample', None) is None and getattr(block, 'stride', 1) == 1]
+
+
+def choose_auto_plan(backbone_cfg: dict, plain_backbone: nn.Module, images: List[Tensor],
+                     budget: float, steps: int) -> Tuple[Dict[str, List[int]],
+                                                         List[Tuple[str, float]]]:
+    """Rank every candidate block by the backbone's output error with it replaced alone (and
+    started as ``warm_start`` says), then take the cheapest, never two adjacent, until
+    ``budget`` of the backbone's parameters are synthesised."""
+    references = _last_output(plain_backbone, images)
+    total = sum(p.numel() for p in plain_backbone.parameters())
+    probe = MODELS.build(dict(backbone_cfg, repl=dict(backbone_cfg['repl'], blocks={}),
+                              init_cfg=None))  # its stages and frozen blocks, nothing replaced
+    costs = []
+    for stage, index in _candidates(probe):
+        repl_cfg = dict(backbone_cfg['repl'], blocks={stage: [index]})
+        try:
+            backbone = MODELS.build(dict(backbone_cfg, repl=repl_cfg, init_cfg=None))
+        except PlanError:
+            continue  # e.g. a block without a counterpart in a neighbour
+        convert_from_plain(plain_backbone, backbone, images, steps)
+        saved = total - sum(p.numel() for p in backbone.parameters())
+        costs.append(((stage, index), _relative_error(_last_output(backbone, images),
+                                                      references), saved))
+    costs.sort(key=lambda c: c[1])
+    chain = [(name, i) for name, path in probe.repl_stages()
+             for i in range(len(probe.get_submodule(path)))]
+    chosen, saved = [], 0
+    for block, _, block_saved in costs:
+        position = chain.index(block)
+        if any(abs(chain.index(other) - position) < 2 for other in chosen):
+            continue
+        chosen.append(block)
+        saved += block_saved
+        if saved >= budget * total:
+            break
+    if saved < budget * total:
+        print_log(f'RepL auto plan: the candidate blocks synthesise only {saved / total:.1%} of '
+                  f'the backbone, less than the budget {budget:.0%}; all of them are replaced.',
+                  logger='current', level=30)
+    plan = {name: sorted(i for stage, i in chosen if stage == name)
+            for name, _ in probe.repl_stages()}
+    return plan, [(f'{stage}[{i}]', cost) for (stage, i), cost, _ in costs]
+
+
+def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: str,
+                       batches: int = 4, steps: int = 150) -> ConversionResult:
+    """Convert ``plain_checkpoint`` for the RepL model of ``cfg``; see the module docstring."""
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    model_cfg = copy.deepcopy(cfg.model)
+    if model_cfg.get('data_preprocessor') is None and cfg.get('data_preprocessor') is not None:
+        model_cfg['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
+    model_cfg['backbone']['init_cfg'] = None
+    model_cfg.pop('pretrained', None)
+    repl = dict(model_cfg['backbone'].get('repl') or {})
+    plain = MODELS.build(plain_model_cfg(model_cfg))
+    loaded = _load_plain(plain, read_state_dict(plain_checkpoint), plain_checkpoint)
+    needs_data = repl.get('blocks') == 'auto' or repl.get('warm_start') == 'activations'
+    try:
+        images = training_images(cfg, plain, batches) if needs_data or batches else []
+    except DataNotFoundError:
+        if needs_data:
+            raise
+        images = []  # the output errors are not measured
+    ranking = []
+    if repl.get('blocks') == 'auto':
+        budget = repl.pop('budget', None)
+        if not isinstance(budget, (int, float)) or not 0 < budget < 1:
+            raise ReplError(f"repl.blocks='auto' needs repl.budget, the share of the "
+                            f'backbone\'s parameters to synthesise (0 to 1), got {budget!r}.')
+        repl['blocks'], ranking = choose_auto_plan(
+            dict(model_cfg['backbone'], repl=dict(repl, blocks=None)), plain.backbone, images,
+            budget, steps)
+    model_cfg['backbone']['repl'] = repl
+    model = MODELS.build(model_cfg)
+    model.load_state_dict({k: v for k, v in plain.state_dict().items()
+                           if not k.startswith('backbone.')}, strict=False)
+    blocks = convert_from_plain(plain.backbone, model.backbone, images, steps)
+    error = (_relative_error(_last_output(model.backbone, images),
+                             _last_output(plain.backbone, images)) if images else None)
+    os.makedirs(out_dir, exist_ok=True)
+    checkpoint = osp.abspath(osp.join(out_dir, f'{name}_repl.pth'))
+    config = osp.join(out_dir, f'{name}_repl.py')
+    plan = model.backbone.repl_plan.to_dict()
+    report = dict(warm_start=model.backbone.repl_config.warm_start_mode, output_error=error,
+                  blocks=[asdict(b) for b in blocks], ranking=ranking, loaded=loaded)
+    torch.save({'state_dict': model.state_dict(),
+                'meta': dict(repl={'backbone': model.backbone.repl_meta()},
+                             repl_conversion=primitive(report))}, checkpoint)
+    with open(config, 'w') as file:
+        file.write(f'_base_ = {osp.abspath(cfg.filename)!r}\n'
+                   f'model = dict(backbone=dict(init_cfg=None, repl=dict(blocks={plan!r}'
+                   f'{", budget=None" if ranking else ""})))\n'
+                   f'load_from = {checkpoint!r}\n')
+    return ConversionResult(checkpoint, config, plan, report['warm_start'], blocks, error,
+                            loaded, ranking)

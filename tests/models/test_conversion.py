@@ -1,0 +1,122 @@
+"""Starting RepL backbones of each framework from a pretrained plain one (``repl.warm_start``):
+``'identity'`` computes exactly the network without the replaced blocks, ``'activations'``
+fits the blocks to the plain network's activations and re-measures their norm statistics."""
+import pytest
+import torch
+from mmengine.registry import MODELS, init_default_scope
+
+import repl_mm  # noqa: F401
+from repl_mm.core import COEFFICIENTS, PlanError, ReplError, replaced_blocks
+from repl_mm.core.conversion import convert_from_plain
+from repl_mm.models import plain_model_cfg
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+CASES = {
+    'mmdet-resnet': ('mmdet', dict(type='RepLResNet', depth=50, base_channels=16), 32),
+    'mmseg-swin': ('mmseg', dict(type='RepLSwinTransformer', embed_dims=32, depths=(2, 2, 4, 2),
+                                 num_heads=(1, 2, 4, 8), window_size=4), 64),
+    'mmpretrain-vit': ('mmpretrain', dict(type='RepLVisionTransformer', img_size=32,
+                                          patch_size=8, arch=dict(embed_dims=32, num_layers=5,
+                                                                  num_heads=2,
+                                                                  feedforward_channels=64)), 32),
+    'mmpretrain-cifar-light': ('mmpretrain', dict(type='RepLCIFARResNet', depth=20,
+                                                  repl=dict(kind='light')), 32),
+}
+
+
+def build(scope, cfg, **repl):
+    init_default_scope(scope)
+    return MODELS.build(dict(cfg, repl=dict(cfg.get('repl', {}), **repl)))
+
+
+def pretrained_plain(scope, cfg):
+    """The plain twin with weights and statistics that are not the initial ones."""
+    init_default_scope(scope)
+    plain = MODELS.build(plain_model_cfg(dict(backbone=dict(cfg)))['backbone'])
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=generator))
+        for m in plain.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.2, 0.2, generator=generator)
+                m.running_var.uniform_(0.5, 1.5, generator=generator)
+    plain.eval()  # mmdet's ResNet.train() returns None, so eval() does too
+    return plain
+
+
+def outputs(model, x):
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    return [o for o in (out if isinstance(out, (tuple, list)) else [out]) if torch.is_tensor(o)]
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_identity_start_is_the_network_without_the_replaced_blocks(case):
+    scope, cfg, size = CASES[case]
+    plain = pretrained_plain(scope, cfg)
+    repl = build(scope, cfg, warm_start='identity')
+    repl.load_state_dict(plain.state_dict(), strict=False)  # what init_cfg=Pretrained does
+    removed = build(scope, cfg, kind='removed')
+    removed.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(2, 3, size, size)
+    for out, ref in zip(outputs(repl, x), outputs(removed, x)):
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    # and it can learn: the zeroed coefficients get gradient
+    repl.train()
+    sum(o.square().mean() for o in repl(x) if torch.is_tensor(o)).backward()
+    for _, block in replaced_blocks(repl):
+        ends = [getattr(block, COEFFICIENTS)[k] for k in getattr(block, COEFFICIENTS)
+                if torch.equal(getattr(block, COEFFICIENTS)[k], torch.zeros(2))]
+        assert ends and any(p.grad.abs().sum() > 0 for p in ends)
+
+
+@pytest.mark.parametrize('case', ['mmdet-resnet', 'mmpretrain-vit', 'mmpretrain-cifar-light'])
+def test_activation_fit_reproduces_the_plain_blocks_better_than_identity(case):
+    scope, cfg, size = CASES[case]
+    plain = pretrained_plain(scope, cfg)
+    generator = torch.Generator().manual_seed(1)
+    images = [torch.randn(8, 3, size, size, generator=generator) for _ in range(3)]
+    identity = convert_from_plain(plain, build(scope, cfg, warm_start='identity'), images)
+    repl = build(scope, cfg, warm_start='activations')
+    fitted = convert_from_plain(plain, repl, images, steps=60)
+    assert [b.path for b in fitted] == [b.path for b in identity]
+    for start, fit in zip(identity, fitted):
+        assert fit.fit.error_after < fit.fit.error_before
+        assert fit.output_error < start.output_error, fit.path
+    # the replaced blocks' norms were re-measured for their synthesised weights
+    norms = [(path, name, m) for path, block in replaced_blocks(repl)
+             for name, m in block.named_modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    plain_modules = dict(plain.named_modules())
+    for path, name, norm in norms:
+        twin = plain_modules[f'{path}.{name}'] if f'{path}.{name}' in plain_modules else None
+        assert twin is None or not torch.equal(norm.running_var, twin.running_var)
+
+
+def test_activation_fit_needs_images():
+    scope, cfg, _ = CASES['mmdet-resnet']
+    with pytest.raises(ReplError, match='needs batches of training images'):
+        convert_from_plain(pretrained_plain(scope, cfg), build(scope, cfg,
+                                                              warm_start='activations'))
+
+
+def test_identity_needs_coefficients_of_their_own():
+    scope, cfg, _ = CASES['mmpretrain-vit']
+    plain = pretrained_plain(scope, cfg)
+    repl = build(scope, cfg, warm_start='identity', granularity='submodule')
+    with pytest.raises(ReplError, match="granularity='tensor' or 'channel'"):
+        repl.load_state_dict(plain.state_dict(), strict=False)
+
+
+@pytest.mark.parametrize('repl, message', [
+    (dict(warm_start='lstsq'), 'repl.warm_start=.lstsq. is unknown'),
+    (dict(budget=0.25), "goes with repl.blocks='auto'"),
+    (dict(blocks='auto', budget=0.25), 'run tools/convert.py'),
+])
+def test_bad_conversion_options_are_named(repl, message):
+    scope, cfg, _ = CASES['mmdet-resnet']
+    with pytest.raises((ReplError, PlanError), match=message):
+        build(scope, cfg, **repl)
