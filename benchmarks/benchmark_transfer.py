@@ -77,8 +77,10 @@ def load_images(classes: Tuple[int, ...], split: str) -> Tuple[np.ndarray, np.nd
     return images[keep], np.array([remap[int(c)] for c in labels[keep]], dtype=np.int64)
 
 
-def transfer_split(seed: int, shots: int, split: str) -> Tuple[np.ndarray, np.ndarray,
-                                                                np.ndarray, np.ndarray]:
+Split = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def transfer_split(seed: int, shots: int, split: str) -> Split:
     """``(train images, labels, eval images, labels)`` of classes 5-9: ``shots`` training images
     per class drawn with ``seed``; eval: ``shots`` other training images per class (``'val'``)
     or the test images (``'test'``)."""
@@ -139,18 +141,13 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> 
 
 
 def train(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, iters: int,
-          optimizer_cfg: dict, seed: int, batch: int, coefficient_lr_mult: float = 1.0
-          ) -> Dict[str, float]:
-    """``iters`` steps of the cross-entropy on random batches; cosine learning rate."""
+          optimizer_cfg: dict, seed: int, batch: int) -> Dict[str, float]:
+    """``iters`` steps of the cross-entropy on random batches; cosine learning rate. The RepL
+    coefficients are stepped as in any training (``repl_mm.core.coefficient_steps``)."""
     generator = torch.Generator().manual_seed(seed)
     cfg = dict(optimizer_cfg)
     kind = getattr(torch.optim, cfg.pop('type'))
-    coefficients = [p for n, p in model.named_parameters() if COEFFICIENTS in n and p.requires_grad]
-    others = [p for n, p in model.named_parameters() if COEFFICIENTS not in n and p.requires_grad]
-    groups = [dict(params=others)]
-    if coefficients:
-        groups.append(dict(params=coefficients, lr=cfg['lr'] * coefficient_lr_mult))
-    optimizer = kind(groups, **cfg)
+    optimizer = kind([p for p in model.parameters() if p.requires_grad], **cfg)
     for group in optimizer.param_groups:
         group['initial_lr'] = group['lr']
     x_all, y_all = tensor(images), torch.from_numpy(labels)
@@ -188,10 +185,12 @@ def pretrain(args: argparse.Namespace) -> None:
 
 
 def convert(arch: str, variant: str, plain: torch.nn.Module, images: List[torch.Tensor],
-            seed: int) -> Tuple[torch.nn.Module, Dict]:
+            seed: int, coefficient_lr_mult: Optional[float]) -> Tuple[torch.nn.Module, Dict]:
     """The variant's model with the pretrained weights (head included: it scores the pretraining
     task right after conversion)."""
     repl, extra = VARIANTS[variant]
+    if repl is not None and coefficient_lr_mult is not None:
+        repl = dict(repl, coefficient_lr_mult=coefficient_lr_mult)
     info: Dict = {}
     if repl is not None and repl.get('blocks') == 'auto':
         backbone_cfg = dict(build_cfg_backbone(arch), repl=dict(repl, blocks=None, budget=None))
@@ -224,9 +223,10 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
     spec = ARCHS[args.arch]
     train_images, train_labels, eval_images, eval_labels = transfer_split(
         seed, args.shots, args.split)
-    fit_images = [tensor(train_images[i:i + 64]) for i in range(0, min(len(train_images), 256),
-                                                               64)]
-    model, info = convert(args.arch, variant, plain, fit_images, seed)
+    # the conversion's batches: 4 x 64 of the fine-tuning images, every class in each
+    order = np.random.default_rng(seed).permutation(len(train_images))[:256]
+    fit_images = [tensor(train_images[order[i:i + 64]]) for i in range(0, len(order), 64)]
+    model, info = convert(args.arch, variant, plain, fit_images, seed, args.coefficient_lr_mult)
     pre_images, pre_labels = load_images(PRETRAIN_CLASSES, 'val')
     converted_top1 = evaluate(model, pre_images, pre_labels)
     torch.manual_seed(seed)  # the new head: the same for every variant of a seed
@@ -235,13 +235,14 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
                            if COEFFICIENTS in n}
     optimizer = dict(spec['optimizer'], lr=args.lr or spec['optimizer']['lr'])
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    stats = train(model, train_images, train_labels, args.iters, optimizer, seed, args.batch,
-                  args.coefficient_lr_mult)
+    stats = train(model, train_images, train_labels, args.iters, optimizer, seed, args.batch)
     moved = [(p - coefficients_before[n]).abs().max().item()
              for n, p in model.named_parameters() if n in coefficients_before]
     return dict(
         arch=args.arch, variant=variant, seed=seed, split=args.split, shots=args.shots,
-        iters=args.iters, lr=optimizer['lr'], coefficient_lr_mult=args.coefficient_lr_mult,
+        iters=args.iters, lr=optimizer['lr'],
+        coefficient_lr_mult=max((getattr(b, COEFFICIENTS).lr_mult for _, b in
+                                 replaced_blocks(model)), default=None),
         converted_top1=converted_top1, top1=evaluate(model, eval_images, eval_labels),
         trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
         replaced=len(replaced_blocks(model)), coefficient_max_move=max(moved, default=None),
@@ -250,8 +251,8 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
 
 
 def result_path(args: argparse.Namespace, variant: str, seed: int) -> str:
-    tag = (f'{args.split}_s{args.shots}_i{args.iters}_lr{args.lr or "default"}'
-           f'_m{args.coefficient_lr_mult:g}')
+    mult = 'default' if args.coefficient_lr_mult is None else f'{args.coefficient_lr_mult:g}'
+    tag = f'{args.split}_s{args.shots}_i{args.iters}_lr{args.lr or "default"}_m{mult}'
     return osp.join(args.out, args.arch, tag, f'{variant}_seed{seed}.json')
 
 
@@ -271,8 +272,8 @@ def run(args: argparse.Namespace) -> None:
             os.makedirs(osp.dirname(path), exist_ok=True)
             with open(path, 'w') as file:
                 json.dump(result, file)
-            print(json.dumps({k: result[k] for k in ('variant', 'seed', 'converted_top1',
-                                                      'top1', 's_per_iter')}), flush=True)
+            shown = ('variant', 'seed', 'converted_top1', 'top1', 's_per_iter')
+            print(json.dumps({k: result[k] for k in shown}), flush=True)
 
 
 def t_quantile(df: int) -> float:
@@ -338,7 +339,8 @@ def main() -> None:
     parser.add_argument('--shots', type=int, default=100, help='training images per class')
     parser.add_argument('--batch', type=int, default=32)
     parser.add_argument('--lr', type=float, help='fine-tuning lr (default: the arch\'s)')
-    parser.add_argument('--coefficient-lr-mult', type=float, default=1.0)
+    parser.add_argument('--coefficient-lr-mult', type=float,
+                        help='repl.coefficient_lr_mult (default: the product\'s)')
     args = parser.parse_args()
     if args.command == 'pretrain':
         args.iters = None if args.iters == 300 else args.iters

@@ -8,8 +8,8 @@ adapter the coefficients belong to: the same keys can mean other functions under
 (``slice_pad`` and ``average`` adapters have no tensors at all), so a checkpoint is compared by
 what it says it is, not only by its keys and shapes.
 
-Every coefficient tensor is also kept in a weak set, ``is_coefficient``, which
-``weight_decay`` reads to keep optimizers from decaying them.
+Every coefficient tensor is also recorded (weakly) with its container, which
+``coefficient_steps`` reads: ``is_coefficient`` (no weight decay) and ``coefficient_lr_mult``.
 """
 import weakref
 from dataclasses import dataclass
@@ -28,20 +28,29 @@ COEFFICIENTS = 'repl_coefficients'
 ADAPTER_MODULES = 'repl_adapters'
 
 _FORMAT = 1
-# id -> weak reference (a WeakSet would compare tensors with ``==``, element by element)
-_COEFFICIENT_TENSORS: Dict[int, 'weakref.ref[Tensor]'] = {}
+# id -> weak references to the tensor and its container (a WeakSet would compare tensors with
+# ``==``, element by element)
+_COEFFICIENT_TENSORS: Dict[int, Tuple['weakref.ref[Tensor]', 'weakref.ref']] = {}
 
 
-def _record(tensor: Tensor) -> None:
+def _record(tensor: Tensor, container: 'ReplCoefficients') -> None:
     key = id(tensor)
-    _COEFFICIENT_TENSORS[key] = weakref.ref(tensor,
-                                            lambda _: _COEFFICIENT_TENSORS.pop(key, None))
+    _COEFFICIENT_TENSORS[key] = (
+        weakref.ref(tensor, lambda _: _COEFFICIENT_TENSORS.pop(key, None)),
+        weakref.ref(container))
 
 
 def is_coefficient(tensor: Tensor) -> bool:
     """Whether ``tensor`` is a RepL coefficient parameter."""
-    ref = _COEFFICIENT_TENSORS.get(id(tensor))
-    return ref is not None and ref() is tensor
+    refs = _COEFFICIENT_TENSORS.get(id(tensor))
+    return refs is not None and refs[0]() is tensor
+
+
+def coefficient_lr_mult(tensor: Tensor) -> float:
+    """The learning-rate multiplier of a coefficient (``repl.coefficient_lr_mult``)."""
+    refs = _COEFFICIENT_TENSORS.get(id(tensor))
+    container = refs[1]() if refs is not None and refs[0]() is tensor else None
+    return 1.0 if container is None else container.lr_mult
 
 
 @dataclass(frozen=True)
@@ -85,16 +94,18 @@ class CoefficientSpec:
 class ReplCoefficients(nn.ParameterDict):
     """``{key: (2,) or (2, C_out) parameter}`` of one replaced block, with its ``spec``."""
 
-    def __init__(self, spec: CoefficientSpec) -> None:
+    def __init__(self, spec: CoefficientSpec, lr_mult: float = 1.0) -> None:
         super().__init__()
         self.spec = spec
         #: paths, in the block, of the tensors that end its residual branch (``conversion``)
         self.residual_ends: Tuple[str, ...] = ()
+        #: scales every optimizer update of these coefficients (``coefficient_steps``)
+        self.lr_mult = float(lr_mult)
 
     def register_parameter(self, name: str, param: Optional[nn.Parameter]) -> None:
         super().register_parameter(name, param)
         if param is not None:
-            _record(param)
+            _record(param, self)
 
     def __setstate__(self, state: dict) -> None:
         # deepcopy (e.g. an EMA model) and unpickling rebuild the parameters without
@@ -102,7 +113,7 @@ class ReplCoefficients(nn.ParameterDict):
         super().__setstate__(state)
         for param in self._parameters.values():
             if param is not None:
-                _record(param)
+                _record(param, self)
 
     def get_extra_state(self) -> Tensor:
         return self.spec.encode()

@@ -36,6 +36,8 @@ class ReplacementConfig:
         adapter: how neighbour tensors of another shape are brought to shape (``adapters``).
         detach_neighbours: if true, gradients through synthesised weights reach only the
             coefficients, not the neighbours' weights.
+        coefficient_lr_mult: scales every optimizer update of the coefficients
+            (``coefficient_steps``: their gradients are sums over whole tensors).
         warm_start: how the coefficients start when a plain (pretrained) state dict is
             loaded: ``'weights'`` (least squares in weight space), ``'identity'`` (each replaced
             block starts as its shortcut) or ``'activations'`` (fitted to the plain network's
@@ -51,6 +53,7 @@ class ReplacementConfig:
     init: Tuple[float, float] = (0.5, 0.5)
     adapter: str = 'slice_pad'
     detach_neighbours: bool = False
+    coefficient_lr_mult: float = 1.0
     warm_start: Union[bool, str] = True
 
     @classmethod

@@ -17,7 +17,8 @@ State dict of a backbone after replacement (a contract checkpoints and tools rel
 A coefficient trains where at least one tensor it weighs comes from a trainable neighbour
 tensor: norm affines a config freezes (``norm_cfg.requires_grad=False``) stay frozen in replaced
 blocks too. Loading a state dict passes ``state_dict_guard.StateDictGuard``. Once a replaced
-block exists, optimizers no longer decay coefficients (``weight_decay``).
+block exists, optimizers step coefficients without weight decay and at their own learning-rate
+multiplier (``coefficient_steps``).
 """
 import logging
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from . import weight_decay
+from . import coefficient_steps
 from .adapters import build_adapter
 from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients)
 from .config import ReplacementConfig
@@ -100,7 +101,7 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
             [f'{paths[stage]}.{index}' for stage, index in plan.replaced], config.kind,
             config.warm_start_mode, log))
         if config.kind != 'removed':
-            weight_decay.install()
+            coefficient_steps.install()
             install_rebuild_hook()
     return plan
 
@@ -177,7 +178,8 @@ def _install_synthesis(holder: nn.Module, name: str, targets: List['_Target'],
     if isinstance(holder, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
         raise PlanError(f'{name} is a {type(holder).__name__}; a replaced block must be a '
                         f'module with its own forward (its coefficients are added as a child).')
-    coefficients = ReplCoefficients(CoefficientSpec(config.kind, config.granularity, None))
+    coefficients = ReplCoefficients(CoefficientSpec(config.kind, config.granularity, None),
+                                    config.coefficient_lr_mult)
     adapters = nn.ModuleDict()
     holder.add_module(COEFFICIENTS, coefficients)
     holder.add_module(ADAPTER_MODULES, adapters)

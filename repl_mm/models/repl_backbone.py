@@ -17,7 +17,8 @@ from torch import nn
 
 from repl_mm.core import (LightSpec, PlanError, ReplacementConfig, ReplacementPlan,
                           checkpoint_without_reentry, format_blocks, replace_blocks,
-                          replaced_blocks, suggest_blocks, synthesised_numel, weight_decay)
+                          replaced_blocks, suggest_blocks, synthesised_numel)
+from repl_mm.core import coefficient_steps
 
 
 def _log(message: str, level: int = logging.INFO) -> None:
@@ -35,8 +36,9 @@ class RepLBackboneMixin:
             ``'submodule'``), ``init`` (``(0.5, 0.5)``), ``adapter`` (``'slice_pad'`` |
             ``'average'`` | ``'projection'``), ``detach_neighbours`` (``False``).
 
-    The coefficients are parameters named ``*.repl_coefficients.*``; optimizers do not decay
-    them (``repl_mm.core.weight_decay``). Frozen blocks (``frozen_stages``) are never replaced:
+    The coefficients are parameters named ``*.repl_coefficients.*``; optimizers step them
+    without weight decay and at ``repl.coefficient_lr_mult``
+    (``repl_mm.core.coefficient_steps``). Frozen blocks (``frozen_stages``) are never replaced:
     the default plan skips them and says so, an explicit plan naming one is refused. With
     ``with_cp=True``, the replaced blocks and their neighbours checkpoint without reentry
     (``repl_mm.core.checkpointing``: what DDP needs), the other blocks as upstream does.
@@ -66,7 +68,7 @@ class RepLBackboneMixin:
                 if getattr(module, 'init_cfg', None) is not None:
                     module.init_cfg = None
         if self.repl_config.kind != 'removed' and self.repl_plan.replaced:
-            weight_decay.install(_log)
+            coefficient_steps.install(_log)
         recheckpointed = self._checkpoint_synthesis_blocks_without_reentry()
         after = sum(p.numel() for p in self.parameters())
         self._log_replacement(before, after, recheckpointed, frozen)
