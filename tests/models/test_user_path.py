@@ -201,14 +201,16 @@ def test_an_adapter_setting_that_changes_nothing_loads(tmp_path):
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
 
 
-@pytest.mark.parametrize('kind', ['removed', 'light'])
-def test_a_plain_checkpoint_in_a_removed_or_light_model(kind, tmp_path):
+@pytest.mark.parametrize('kind, warm_start', [('removed', True), ('light', True),
+                                              ('light', 'weights')])
+def test_a_plain_checkpoint_in_a_removed_or_light_model(kind, warm_start, tmp_path):
     """Removed: the deleted blocks' tensors are dropped with one log line (a strict load
-    succeeds). Light: nothing of the blocks fits the surrogate; the log line says so, and the
-    coefficients keep repl.init."""
+    succeeds). Light: the surrogate starts as its shortcut (its default warm start); the block's
+    own weights cannot initialise it, which the log line says where they are asked to
+    (``warm_start='weights'``), and the coefficients keep repl.init."""
     plain = build('mmdet', dict(RESNETS['mmdet'], type='ResNet'))
     checkpoint = _save(plain, tmp_path / 'plain.pth')
-    model = build('mmdet', RESNETS['mmdet'], repl=dict(kind=kind))
+    model = build('mmdet', RESNETS['mmdet'], repl=dict(kind=kind, warm_start=warm_start))
     handler = LogRecords()
     logger = MMLogger.get_current_instance()
     logger.addHandler(handler)
@@ -221,9 +223,14 @@ def test_a_plain_checkpoint_in_a_removed_or_light_model(kind, tmp_path):
     assert len(lines) == 1
     torch.testing.assert_close(model.layer1[0].conv1.weight, plain.layer1[0].conv1.weight)
     if kind == 'light':
-        assert 'Warm start' not in lines[0]
-        assert all(torch.equal(p, torch.tensor([0.5, 0.5]))
-                   for n, p in model.named_parameters() if COEFFICIENTS in n)
+        zero = {n.rsplit('.', 1)[1] for n, p in model.named_parameters()
+                if COEFFICIENTS in n and torch.equal(p, torch.zeros(2))}
+        init = {n.rsplit('.', 1)[1] for n, p in model.named_parameters()
+                if COEFFICIENTS in n and torch.equal(p, torch.tensor([0.5, 0.5]))}
+        if warm_start == 'weights':
+            assert 'Warm start' not in lines[0] and not zero and init
+        else:
+            assert zero == {'norm_weight', 'norm_bias'} and init == {'conv_weight'}
 
 
 UPSTREAM_DECAY = {  # README's upstream configs: AdamW with decay on every parameter
