@@ -10,7 +10,11 @@ skipped, so the grid fills up over several invocations and an interrupted run is
 ``--jobs N`` trains N runs at a time (on a GPU machine with cores to spare; timings of concurrent
 runs are not comparable with those of a quiet machine, so the report names the jobs and device).
 ``report`` prints mean and standard deviation of top-1 over the seeds present (and how many),
-trainable parameters, seconds per iteration and peak memory of the same runs.
+trainable parameters, seconds per iteration and peak memory of the same runs, then the
+differences between variants paired by seed: per-seed differences, their mean and standard
+deviation, and the 95% confidence interval of the mean difference with Student's t at n - 1
+degrees of freedom (t = 4.30 for 3 seeds). An interval that includes zero is said to be not
+distinguishable from zero.
 
 Settings: ``resnet32`` is the reference (800 iterations, batch 128, all 60k images);
 ``resnet32-long`` trains 5x longer, ``resnet32-w4`` is a 4x narrower network (4/8/16 channels),
@@ -29,7 +33,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -147,41 +151,101 @@ def _std(values: List[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else float('nan')
 
 
-def gap_analysis(rows: Dict[str, List[dict]]) -> List[str]:
-    """Two questions, from the seeds present: does deleting the blocks lose more than two
-    baseline seed standard deviations, and what share of that gap do the RepL kinds recover?
+def t_quantile(df: int) -> float:
+    """Student's t at 0.975 with ``df`` degrees of freedom (4.30 for 3 seeds)."""
+    from scipy import stats  # scipy comes with mmdet / mmsegmentation
+    return float(stats.t.ppf(0.975, df))
 
-    A difference of means counts as beyond seed noise when it exceeds twice its standard error
-    ``sqrt(s1^2 / n1 + s2^2 / n2)`` (seed standard deviations, at least 2 seeds each).
+
+def paired_difference(a: List[dict], b: List[dict]) -> Optional[dict]:
+    """Top-1 of ``a`` minus top-1 of ``b``, paired by seed (the seeds both have): the
+    differences, their mean and standard deviation and the 95% confidence interval of the mean
+    difference with Student's t at n - 1 degrees of freedom (none for a single seed)."""
+    by_seed = {r['seed']: v for r, v in zip(b, top1(b))}
+    pairs = [(r['seed'], v - by_seed[r['seed']]) for r, v in zip(a, top1(a))
+             if r['seed'] in by_seed]
+    if not pairs:
+        return None
+    pairs.sort()
+    diffs = [d for _, d in pairs]
+    n, mean = len(diffs), statistics.mean(diffs)
+    result = dict(seeds=[s for s, _ in pairs], diffs=diffs, n=n, mean=mean, std=_std(diffs),
+                  low=float('nan'), high=float('nan'))
+    if n > 1:
+        half = t_quantile(n - 1) * result['std'] / math.sqrt(n)
+        result.update(low=mean - half, high=mean + half)
+    return result
+
+
+def _interval(d: dict) -> str:
+    """``95% CI [low, high]`` and whether it excludes zero."""
+    if d['n'] < 2:
+        return 'one seed: no interval'
+    text = f'95% CI [{d["low"]:+.2f}, {d["high"]:+.2f}], n={d["n"]}'
+    if d['low'] <= 0 <= d['high']:
+        return f'{text}: not distinguishable from zero at n={d["n"]}'
+    return f'{text}: excludes zero'
+
+
+def comparisons(rows: Dict[str, List[dict]]) -> List[tuple]:
+    """The comparisons the report makes, ``(a, b)`` for a - b, where both variants are
+    present: every variant against the baseline, the RepL kinds and the matched plain network
+    against removed, the RepL kinds against the matched network, light against fused."""
+    matched = [v for v in rows if v.startswith('matched')]
+    pairs = [(v, 'baseline') for v in rows if v != 'baseline']
+    pairs += [(v, 'removed') for v in ('repl-fused', 'repl-light') + tuple(matched)]
+    pairs += [(v, m) for m in matched for v in ('repl-fused', 'repl-light')]
+    pairs += [('repl-light', 'repl-fused')]
+    return [(a, b) for a, b in pairs if a in rows and b in rows]
+
+
+def differences_table(rows: Dict[str, List[dict]]) -> List[str]:
+    """Every comparison as a markdown table: per-seed differences, mean, std, t-based 95% CI."""
+    lines = ['| difference (top-1 points) | seeds | per seed | mean | std | 95% CI (t, n-1 df) |',
+             '|---|---:|---|---:|---:|---|']
+    for a, b in comparisons(rows):
+        d = paired_difference(rows[a], rows[b])
+        if d is None:
+            continue
+        per_seed = ', '.join(f'{x:+.2f} ({s})' for s, x in zip(d['seeds'], d['diffs']))
+        std = '' if math.isnan(d['std']) else f'{d["std"]:.2f}'
+        ci = ('' if d['n'] < 2 else f'[{d["low"]:+.2f}, {d["high"]:+.2f}]'
+              + (' includes 0' if d['low'] <= 0 <= d['high'] else ''))
+        lines.append(f'| {a} - {b} | {d["n"]} | {per_seed} | {d["mean"]:+.2f} | {std} | {ci} |')
+    return lines
+
+
+def gap_analysis(rows: Dict[str, List[dict]]) -> List[str]:
+    """Two questions, from the seeds present, each difference paired by seed: does deleting the
+    blocks cost accuracy (removed - baseline, its t-based 95% interval below zero), and what
+    share of that gap do the RepL kinds recover (kind - removed, with its interval)?
     """
     if 'baseline' not in rows or 'removed' not in rows:
         return []
-    base, removed = top1(rows['baseline']), top1(rows['removed'])
-    gap = statistics.mean(base) - statistics.mean(removed)
+    gap_d = paired_difference(rows['removed'], rows['baseline'])
+    if gap_d is None:
+        return ['- removed and baseline share no seed: no paired comparison.']
+    gap = -gap_d['mean']
     change = f'loses {gap:.2f}' if gap >= 0 else f'gains {-gap:.2f}'
-    if len(base) < 2:
-        return [f'- removed {change} points against the baseline (one baseline seed: '
-                f'seed noise unknown).']
-    lines = [f'- removed {change} points against the baseline; two baseline seed '
-             f'standard deviations are {2 * _std(base):.2f} (blocks matter here: '
-             f'{"yes" if gap > 2 * _std(base) else "no"}).']
+    if gap_d['n'] < 2:
+        return [f'- removed {change} points against the baseline (one seed: seed noise '
+                f'unknown).']
+    matters = 'yes' if gap_d['high'] < 0 else 'not shown'
+    lines = [f'- removed {change} points against the baseline ({_interval(gap_d)}; blocks '
+             f'matter here: {matters}).']
     for variant in ('repl-fused', 'repl-light'):
         if variant not in rows:
             continue
-        values = top1(rows[variant])
-        gain = statistics.mean(values) - statistics.mean(removed)
-        error = (_std(values) ** 2 / len(values) + _std(removed) ** 2 / len(removed)) ** 0.5
+        d = paired_difference(rows[variant], rows['removed'])
+        to_base = paired_difference(rows[variant], rows['baseline'])
+        if d is None or to_base is None:
+            continue
+        gain = d['mean']
         share = f'{gain / gap:.0%} of the gap' if gap > 0 else 'no gap to recover'
-        if math.isnan(error):
-            noise = 'seed noise unknown: one seed'
-        else:
-            noise = (f'{"beyond" if abs(gain) > 2 * error else "within"} seed noise: 2 x '
-                     f'standard error {2 * error:.2f}')
         what = (f'recovers {gain:+.2f} points over removed, {share}' if gain >= 0 else
                 f'scores {-gain:.2f} points under removed')
-        lines.append(f'- {variant} {what} ({noise}); '
-                     f'{statistics.mean(values) - statistics.mean(base):+.2f} against the '
-                     f'baseline.')
+        lines.append(f'- {variant} {what} ({_interval(d)}); {to_base["mean"]:+.2f} against '
+                     f'the baseline ({_interval(to_base)}).')
     return lines
 
 
@@ -210,6 +274,12 @@ def report(out: str) -> None:
                   f'{"" if math.isnan(std) else f"{std:.2f}"} | '
                   f'{mean("params_trainable"):,.0f} | {mean("s_per_iter"):.3f} | '
                   f'{mean("peak_memory_mb"):,.0f} | {mean("wall_s"):.0f} |')
+        table = differences_table(rows)
+        if len(table) > 2:
+            print('\nDifferences paired by seed (mean, standard deviation and 95% confidence '
+                  'interval of the mean difference, Student\'s t with n - 1 degrees of freedom):'
+                  '\n')
+            print('\n'.join(table))
         analysis = gap_analysis(rows)
         if analysis:
             print('\n' + '\n'.join(analysis))

@@ -37,6 +37,7 @@ import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.core import COEFFICIENTS, fold_replaced_blocks, replaced_blocks
 from repl_mm.core.conversion import convert_from_plain
 from repl_mm.demo.fashion_mnist_source import DEFAULT_FMNIST_DIR, read_split
+from repl_mm.engine import trusted_checkpoint_globals
 from repl_mm.engine.cli import run_tool
 from repl_mm.engine.convert_checkpoint import choose_auto_plan
 
@@ -55,7 +56,9 @@ ARCHS = {
                 optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
                 pretrain_iters=1000, batch=128),
 }
-#: variant -> (repl options or None for the plain backbone, extra backbone options)
+#: variant -> (repl options or None for the plain backbone, extra backbone options); '-ch':
+#: coefficients per output channel
+CHANNEL = dict(granularity='channel')
 VARIANTS = {
     'plain': (None, {}),
     'frozen': (None, dict(frozen_stages=1)),
@@ -63,10 +66,13 @@ VARIANTS = {
     'fused-weights': (dict(warm_start='weights'), {}),
     'fused-identity': (dict(warm_start='identity'), {}),
     'fused-activations': (dict(warm_start='activations'), {}),
+    'fused-activations-ch': (dict(warm_start='activations', **CHANNEL), {}),
     'light-identity': (dict(kind='light', warm_start='identity'), {}),
-    'light-activations': (dict(kind='light', warm_start='activations'), {}),
-    'light-own': (dict(kind='light', warm_start='activations'), {}),  # folded: own weights
-    'fused-auto': (dict(blocks='auto', budget=0.25, warm_start='activations'), {}),
+    'light-activations-ch': (dict(kind='light', warm_start='activations', **CHANNEL), {}),
+    # the light-activations-ch surrogate with its own trainable weights instead of synthesised
+    'light-own': (dict(kind='light', warm_start='activations', **CHANNEL), {}),
+    'auto-activations-ch': (dict(blocks='auto', budget=0.25, warm_start='activations',
+                                 **CHANNEL), {}),
 }
 
 
@@ -137,7 +143,7 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> 
         for start in range(0, len(images), 500):
             x = tensor(images[start:start + 500])
             correct += (logits(model, x).argmax(1).numpy() == labels[start:start + 500]).sum()
-    return 100.0 * correct / len(images)
+    return float(100.0 * correct / len(images))
 
 
 def train(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, iters: int,
@@ -258,7 +264,8 @@ def result_path(args: argparse.Namespace, variant: str, seed: int) -> str:
 
 def run(args: argparse.Namespace) -> None:
     init_default_scope('mmpretrain')
-    state = torch.load(pretrained_path(args.out, args.arch), map_location='cpu')
+    with trusted_checkpoint_globals():
+        state = torch.load(pretrained_path(args.out, args.arch), map_location='cpu')
     plain = build_classifier(args.arch, len(PRETRAIN_CLASSES))
     plain.load_state_dict(state['state_dict'])
     plain.eval()

@@ -67,3 +67,19 @@ def test_auto_plan_within_a_budget(tmp_path):
     total = sum(p.numel() for p in MODELS.build(
         plain_model_cfg(dict(backbone=dict(written.model.backbone)))['backbone']).parameters())
     assert total - sum(p.numel() for p in backbone.parameters()) >= 0.2 * total
+
+
+def test_a_backbone_checkpoint_converts_and_another_network_is_refused(tmp_path):
+    """Pretrained weights usually hold the backbone alone (``init_cfg=Pretrained``)."""
+    data = make_tiny_classification_data(tmp_path / 'data')
+    cfg = Config.fromfile(TINY)
+    init_default_scope('mmpretrain')
+    plain = MODELS.build(plain_model_cfg(cfg.model))
+    torch.save(plain.backbone.state_dict(), tmp_path / 'backbone.pth')
+    result = run('tools/convert.py', TINY, str(tmp_path / 'backbone.pth'), str(tmp_path / 'out'),
+                 '--batches', '1', '--cfg-options', *data_options(data))
+    assert re.search(r'^layer1\.1: output error [0-9.]+$', result.stdout, re.M)
+    torch.save({'conv.weight': torch.zeros(3)}, tmp_path / 'other.pth')
+    refused = run('tools/convert.py', TINY, str(tmp_path / 'other.pth'), str(tmp_path / 'out2'),
+                  '--cfg-options', *data_options(data), check=False)
+    assert refused.returncode == 2 and 'holds none of the backbone' in refused.stderr
