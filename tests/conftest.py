@@ -93,3 +93,17 @@ def plan_in(checkpoint: Path) -> dict:
     with trusted_checkpoint_globals():
         meta = torch.load(checkpoint, map_location='cpu')['meta']
     return meta['repl']['backbone']['plan']
+
+
+def perturb(model, seed: int = 0, scale: float = 0.05) -> None:
+    """Move every weight and norm statistic of ``model`` off its initial value, as training
+    would (so that tests of loading and conversion compare something)."""
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=generator))
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.1, 0.1, generator=generator)
+                m.running_var.uniform_(0.5, 1.5, generator=generator)

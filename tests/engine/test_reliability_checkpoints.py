@@ -18,7 +18,7 @@ from repl_mm.core import COEFFICIENTS, CheckpointMismatchError, fold_replaced_bl
     replaced_blocks
 from repl_mm.engine.launch import convert_sync_bn
 
-from conftest import LogRecords
+from conftest import LogRecords, perturb
 
 # framework: (base config, plain backbone, RepL backbone, backbone and model overrides, size)
 FRAMEWORKS = {
@@ -59,17 +59,6 @@ def build(framework, repl=None):
         cfg['backbone']['repl'] = repl
     init_default_scope(framework)
     return MODELS.build(cfg)
-
-
-def perturb(model, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=generator))
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.1, 0.1, generator=generator)
-                m.running_var.uniform_(0.5, 1.5, generator=generator)
 
 
 def synthesised(block):

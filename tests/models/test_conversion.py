@@ -10,6 +10,8 @@ from repl_mm.core import COEFFICIENTS, PlanError, ReplError, replaced_blocks
 from repl_mm.core.conversion import convert_from_plain
 from repl_mm.models import plain_model_cfg
 
+from conftest import perturb
+
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 CASES = {
@@ -34,14 +36,7 @@ def pretrained_plain(scope, cfg):
     """The plain twin with weights and statistics that are not the initial ones."""
     init_default_scope(scope)
     plain = MODELS.build(plain_model_cfg(dict(backbone=dict(cfg)))['backbone'])
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in plain.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=generator))
-        for m in plain.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.2, 0.2, generator=generator)
-                m.running_var.uniform_(0.5, 1.5, generator=generator)
+    perturb(plain, scale=0.1)
     plain.eval()  # mmdet's ResNet.train() returns None, so eval() does too
     return plain
 
@@ -98,9 +93,9 @@ def test_activation_fit_reproduces_the_plain_blocks_better_than_identity(case):
 
 def test_activation_fit_needs_images():
     scope, cfg, _ = CASES['mmdet-resnet']
+    repl = build(scope, cfg, warm_start='activations')
     with pytest.raises(ReplError, match='needs batches of training images'):
-        convert_from_plain(pretrained_plain(scope, cfg), build(scope, cfg,
-                                                              warm_start='activations'))
+        convert_from_plain(pretrained_plain(scope, cfg), repl)
 
 
 def test_identity_needs_coefficients_of_their_own():
