@@ -11,8 +11,10 @@ from .synthesis import GRANULARITIES
 KINDS = ('fused', 'light', 'removed')
 #: ``repl.warm_start`` values (``conversion``)
 WARM_STARTS = ('weights', 'identity', 'activations')
-#: what ``warm_start=True`` means for each kind
-DEFAULT_WARM_START = {'fused': 'identity', 'light': 'identity', 'removed': None}
+#: what ``warm_start=True`` means for each kind, chosen by the transfer benchmark
+#: (docs/benchmarks.md, section 5): the fit keeps more of the pretrained function than
+#: any other start, and fine-tunes at least as well
+DEFAULT_WARM_START = {'fused': 'activations', 'light': 'activations', 'removed': None}
 
 
 @dataclass(frozen=True)

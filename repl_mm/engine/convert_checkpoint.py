@@ -23,7 +23,7 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, init_default_scope
 from torch import Tensor, nn
 
-from repl_mm.core import PlanError, ReplError
+from repl_mm.core import PlanError, ReplacementConfig, ReplError
 from repl_mm.core.conversion import BlockConversion, convert_from_plain
 from repl_mm.models import plain_model_cfg
 from .checkpoint import trusted_checkpoint_globals
@@ -63,7 +63,8 @@ def _load_plain(model: nn.Module, state: Dict[str, Tensor], path: str) -> Dict[s
     whole = any(k.startswith('backbone.') for k in state)
     target = model if whole else model.backbone
     result = target.load_state_dict(state, strict=False)
-    backbone_keys = [k for k in target.state_dict() if not whole or k.startswith('backbone.')]
+    backbone_keys = [k for k, _ in target.named_parameters()
+                     if not whole or k.startswith('backbone.')]
     missing = [k for k in result.missing_keys if k in backbone_keys]
     if len(missing) == len(backbone_keys):
         raise ReplError(f'{path} holds none of the backbone\'s tensors (keys such as '
@@ -166,7 +167,9 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
     repl = dict(model_cfg['backbone'].get('repl') or {})
     plain = MODELS.build(plain_model_cfg(model_cfg))
     loaded = _load_plain(plain, read_state_dict(plain_checkpoint), plain_checkpoint)
-    needs_data = repl.get('blocks') == 'auto' or repl.get('warm_start') == 'activations'
+    mode = ReplacementConfig.from_dict(
+        {k: v for k, v in repl.items() if k not in ('blocks', 'budget')}).warm_start_mode
+    needs_data = repl.get('blocks') == 'auto' or mode == 'activations'
     try:
         images = training_images(cfg, plain, batches) if needs_data or batches else []
     except DataNotFoundError:
