@@ -8,6 +8,7 @@ freezing, logging) is the generic mechanism in ``repl_mm.core``::
     class RepLResNet(RepLResNetMixin, ResNet):
         pass
 """
+import dataclasses
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -50,10 +51,17 @@ class RepLBackboneMixin:
     repl_own_tensors: Tuple[str, ...] = ()
     #: name suffix -> equal parts along dim 0 that shape adapters treat separately
     repl_chunked_tensors: Dict[str, int] = {}
+    #: what ``repl.warm_start=True`` means for this family where it differs from the kind's
+    #: default (``repl_mm.core.config.DEFAULT_WARM_START``), chosen by the transfer benchmark
+    repl_default_warm_start: Optional[str] = None
 
     def __init__(self, *args, repl: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.repl_config = ReplacementConfig.from_dict(repl)
+        if (self.repl_config.warm_start is True and self.repl_default_warm_start
+                and self.repl_config.kind != 'removed'):
+            self.repl_config = dataclasses.replace(self.repl_config,
+                                                   warm_start=self.repl_default_warm_start)
         before = sum(p.numel() for p in self.parameters())
         frozen = self.repl_frozen_blocks()
         self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config, log=_log,
@@ -189,6 +197,9 @@ class RepLTransformerMixin(RepLBackboneMixin):
     """
 
     repl_own_tensors = ('relative_position_bias_table', )
+    # a pre-norm block started as its shortcut keeps more of a pretrained transformer than the
+    # activation fit does, and fine-tunes better (docs/benchmarks.md, section 5)
+    repl_default_warm_start = 'identity'
     repl_chunked_tensors = {'qkv.weight': 3, 'qkv.bias': 3, 'in_proj_weight': 3,
                             'in_proj_bias': 3}
 

@@ -324,7 +324,8 @@ def _ddp_steps(rank: int, port: int, scope: str, cfg: dict) -> None:
 @pytest.mark.parametrize('scope, cfg', [
     ('mmdet', dict(RESNETS['mmdet'], with_cp=True)),
     ('mmseg', dict(SWIN, with_cp=True)),
-    ('mmdet', dict(RESNETS['mmdet'], with_cp=True, repl=dict(kind='light'))),
+    pytest.param('mmdet', dict(RESNETS['mmdet'], with_cp=True, repl=dict(kind='light')),
+                 marks=pytest.mark.slow),
 ])
 def test_ddp_with_activation_checkpointing(scope, cfg):
     """Before: "Expected to mark a variable ready only once" at the first backward."""

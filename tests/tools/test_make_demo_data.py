@@ -41,7 +41,9 @@ def stamps(root: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for path in root.rglob('*') if path.is_file()}
 
 
-@pytest.mark.parametrize('kind', ARGS)
+# coco in the fast suite; the other two kinds (the same tool code path) with `make test-slow`
+@pytest.mark.parametrize('kind', [k if k == 'coco' else pytest.param(k, marks=pytest.mark.slow)
+                                  for k in ARGS])
 def test_the_tool_reports_written_then_skipped(kind, tmp_path):
     if kind == 'fashion-mnist' and missing_files(DEFAULT_FMNIST_DIR):
         pytest.skip(f'fashion-mnist copies real files (no procedural stand-in) and they are not in '
