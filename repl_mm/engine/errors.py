@@ -98,16 +98,18 @@ def _invalid_json(files: Sequence[str]) -> List[str]:
 
 
 def last_complete_checkpoint(work_dir: Optional[str]) -> Optional[str]:
-    """The checkpoint ``work_dir/last_checkpoint`` names, or None.
+    """The checkpoint ``work_dir/last_checkpoint`` names if it still exists, or None.
 
     mmengine's ``CheckpointHook`` writes that file only after a checkpoint is complete, so it
-    never names a file cut short by a crash or a full disk.
+    never names a file cut short by a crash or a full disk; with ``max_keep_ckpts`` it removes
+    the named file before the next one is written, so the name alone proves nothing.
     """
     pointer = osp.join(work_dir or '', 'last_checkpoint')
     if not work_dir or not osp.isfile(pointer):
         return None
     with open(pointer) as f:
-        return f.read().strip() or None
+        path = f.read().strip()
+    return path if path and osp.isfile(path) else None
 
 
 @contextmanager
@@ -143,14 +145,16 @@ def explain_errors(cfg: Config, checkpoint: Optional[str] = None) -> Iterator[No
         if error.errno not in _DISK_FULL:
             raise
         work_dir = cfg.get('work_dir')
+        last = last_complete_checkpoint(work_dir)
         raise DiskFullError(
             f'A write failed: {error.strerror} (errno {error.errno}). The file being written '
-            f'may be incomplete. The last complete checkpoint is '
-            f'{last_complete_checkpoint(work_dir) or "none"}. Free space in {work_dir} (or '
-            f'point --work-dir elsewhere) and resume with --resume. With mmengine\'s '
-            f'CheckpointHook and max_keep_ckpts, the oldest kept checkpoint is removed before '
-            f'a new one is written; use default_hooks.checkpoint.type=ReplSafeCheckpointHook '
-            f'to keep it until the new one is complete.') from error
+            f'may be incomplete. The last complete checkpoint is {last or "none"}. Free space '
+            f'in {work_dir} (or point --work-dir elsewhere) and resume with --resume. With '
+            f'mmengine\'s CheckpointHook and max_keep_ckpts, the oldest kept checkpoint is '
+            f'removed before a new one is written; use '
+            f'default_hooks.checkpoint.type=ReplSafeCheckpointHook to keep it until the new '
+            f'one is complete.', errno=error.errno,
+            last_checkpoint=last) from error
     except ValueError as error:
         dataset = _empty_dataset(error)
         if dataset is None:
@@ -164,7 +168,8 @@ def explain_errors(cfg: Config, checkpoint: Optional[str] = None) -> Iterator[No
         raise CorruptCheckpointError(
             f'The checkpoint {path} cannot be read: it is truncated or not a checkpoint '
             f'({str(error).splitlines()[0]}). A checkpoint written while the disk filled up or '
-            f'the process was killed is incomplete; resume from an earlier one.') from error
+            f'the process was killed is incomplete; resume from an earlier one.',
+            path=path) from error
 
 
 def _empty_dataset(error: ValueError) -> Optional[BaseDataset]:

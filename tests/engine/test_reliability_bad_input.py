@@ -181,11 +181,12 @@ def test_nan_guard_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
     runner.register_hook(PoisonCoefficient(at=3))
     with pytest.raises(NonFiniteTrainingError) as error:
         runner.train()
-    message = str(error.value)
-    assert 'Training stopped at iteration 3' in message
-    assert 'backbone.layer2.1 (conv1_weight=nan' in message and 'loss=nan' in message
     good = tmp_path / 'guarded' / 'iter_2.pth'
-    assert f'the last complete checkpoint is {good}' in message
+    assert error.value.iteration == 3
+    assert error.value.non_finite_coefficients['backbone.layer2.1']['conv1_weight'] == 'nan'
+    assert error.value.non_finite_losses == {'loss': 'nan'}
+    assert error.value.last_checkpoint == str(good)
+    assert str(good) in str(error.value) and 'backbone.layer2.1' in str(error.value)
     assert sorted(p.name for p in (tmp_path / 'guarded').glob('*.pth')) == ['iter_2.pth']
     with trusted_checkpoint_globals():
         checkpoint = torch.load(good, map_location='cpu')
@@ -226,14 +227,16 @@ def test_disk_full_with_mmengine_checkpoint_hook_loses_the_checkpoint(
     before writing iter_4.pth, so a failed write leaves no complete checkpoint."""
     work = tmp_path / 'work'
     cfg, runner = tiny_runner(work, tiny_data)
-    with pytest.raises(DiskFullError, match='No space left on device') as error:
+    with pytest.raises(DiskFullError) as error:
         with explain_errors(cfg):
             runner.train()
-    assert 'ReplSafeCheckpointHook' in str(error.value)
+    assert error.value.errno == errno.ENOSPC and error.value.last_checkpoint is None
+    assert 'ReplSafeCheckpointHook' in str(error.value)  # the fix it names
     assert not (work / 'iter_2.pth').exists()
-    with pytest.raises(CorruptCheckpointError, match='truncated'):
+    with pytest.raises(CorruptCheckpointError) as corrupt:
         with explain_errors(cfg, str(work / 'iter_4.pth')), trusted_checkpoint_globals():
             torch.load(work / 'iter_4.pth', map_location='cpu')
+    assert corrupt.value.path == str(work / 'iter_4.pth')
 
 
 def test_disk_full_with_safe_checkpoint_hook_keeps_the_last_checkpoint(
@@ -243,9 +246,10 @@ def test_disk_full_with_safe_checkpoint_hook_keeps_the_last_checkpoint(
                             **{'default_hooks.checkpoint.type': 'ReplSafeCheckpointHook'})
     with pytest.raises(CheckpointWriteError) as error:
         runner.train()
-    message = str(error.value)
-    assert 'No space left on device' in message and 'incomplete file was removed' in message
-    assert f'The last complete checkpoint is {work / "iter_2.pth"}, left as it was' in message
+    assert error.value.errno == errno.ENOSPC and error.value.removed
+    assert error.value.path == str(work / 'iter_4.pth') and error.value.iteration == 4
+    assert error.value.last_checkpoint == str(work / 'iter_2.pth')
+    assert str(work / 'iter_2.pth') in str(error.value)
     assert sorted(p.name for p in work.glob('*.pth')) == ['iter_2.pth']
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
 

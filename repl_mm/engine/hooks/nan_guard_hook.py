@@ -28,6 +28,10 @@ def _non_finite(value: Any) -> Optional[str]:
     return 'nan' if bool(torch.isnan(tensor).any()) else 'inf'
 
 
+def _listed(kinds: Dict[str, str]) -> str:
+    return ', '.join(f'{name}={kind}' for name, kind in kinds.items())
+
+
 def parameter_checksums(model: torch.nn.Module) -> List[int]:
     """One integer per parameter: the sum of its bit patterns.
 
@@ -86,28 +90,30 @@ class ReplNaNGuardHook(Hook):
         iteration = runner.iter + 1  # as the log counts
         broken = {}
         for path, block in replaced_blocks(model):
-            keys = [f'{key}={kind}' for key, value in getattr(block, COEFFICIENTS).items()
-                    if (kind := _non_finite(value)) is not None]
+            keys = {key: kind for key, value in getattr(block, COEFFICIENTS).items()
+                    if (kind := _non_finite(value)) is not None}
             if keys:
                 broken[path] = keys
-        losses = [f'{name}={kind}' for name, value in (outputs or {}).items()
-                  if 'loss' in name and (kind := _non_finite(value)) is not None]
+        losses = {name: kind for name, value in (outputs or {}).items()
+                  if 'loss' in name and (kind := _non_finite(value)) is not None}
         if broken or losses:
             last = last_complete_checkpoint(runner.work_dir)
             what = []
             if broken:
-                blocks = [f'{path} ({", ".join(keys)})' for path, keys in broken.items()]
+                blocks = [f'{path} ({_listed(keys)})' for path, keys in broken.items()]
                 more = f' and {len(blocks) - 3} more blocks' if len(blocks) > 3 else ''
                 what.append(f'RepL coefficients became non-finite in '
                             f'{"; ".join(blocks[:3])}{more}')
             if losses:
-                what.append(f'the loss is non-finite ({", ".join(losses)})')
+                what.append(f'the loss is non-finite ({_listed(losses)})')
             raise NonFiniteTrainingError(
                 f'Training stopped at iteration {iteration}: {"; ".join(what)}. Nothing was '
                 f'saved after this; the last complete checkpoint is '
                 f'{last or "none (no checkpoint was written yet)"}. Lower the learning rate '
                 f'(or the coefficients\' lr_mult in paramwise_cfg), add '
-                f'optim_wrapper.clip_grad, and resume from it with --resume.')
+                f'optim_wrapper.clip_grad, and resume from it with --resume.',
+                iteration=iteration, non_finite_coefficients=broken,
+                non_finite_losses=losses, last_checkpoint=last)
         if (self.replica_check_interval and is_distributed()
                 and iteration % self.replica_check_interval == 0):
             self._check_replicas(model, iteration)
@@ -120,7 +126,8 @@ class ReplNaNGuardHook(Hook):
             raise ReplicaDivergenceError(
                 f'At iteration {iteration}, parameter {name} of process {rank} differs from '
                 f'process 0: the replicas of the distributed run diverged (a parameter that '
-                f'DDP does not synchronise, or an update outside the optimizer step).')
+                f'DDP does not synchronise, or an update outside the optimizer step).',
+                iteration=iteration, parameter=name, rank=rank)
         self.replica_checks += 1
 
     def after_train(self, runner) -> None:

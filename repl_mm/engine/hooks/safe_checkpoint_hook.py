@@ -66,4 +66,5 @@ class ReplSafeCheckpointHook(CheckpointHook):
             f'Could not write the checkpoint {path}: {error.strerror or error} '
             f'(errno {error.errno}).{removed} Training stopped at iteration {runner.iter + 1}. '
             f'{intact} Free space in {self.out_dir} (or point --work-dir elsewhere) and resume '
-            f'with --resume.') from error
+            f'with --resume.', path=path, errno=error.errno, removed=bool(removed),
+            iteration=runner.iter + 1, last_checkpoint=last) from error
