@@ -123,7 +123,8 @@ class ReplCoefficients(nn.ParameterDict):
         if theirs != self.spec:
             raise CheckpointMismatchError(
                 f'The checkpoint\'s RepL coefficients were trained with '
-                f'{self.spec.differences(theirs)}. Set repl to the checkpoint\'s settings.')
+                f'{self.spec.differences(theirs)}. Set repl to the checkpoint\'s settings.',
+                checkpoint_spec=theirs, model_spec=self.spec)
 
 
 def is_replaced(module: nn.Module) -> bool:

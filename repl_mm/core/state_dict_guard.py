@@ -73,7 +73,8 @@ class StateDictGuard:
             raise CheckpointMismatchError(
                 f'The checkpoint holds RepL coefficients for {self._names(theirs, prefix)} (it '
                 f"was trained with repl.kind='fused' or 'light'), but this model deletes its "
-                f"planned blocks (repl.kind='removed'). Set repl.kind to the checkpoint's.")
+                f"planned blocks (repl.kind='removed'). Set repl.kind to the checkpoint's.",
+                checkpoint_blocks=[prefix + p for p in theirs], model_blocks=[])
         ours = self.block_paths
         if set(ours) != set(theirs):
             raise CheckpointMismatchError(
@@ -82,17 +83,21 @@ class StateDictGuard:
                 f'(only in the checkpoint: {sorted(set(theirs) - set(ours)) or "-"}; only in the '
                 f'model: {sorted(set(ours) - set(theirs)) or "-"}). Set the backbone\'s '
                 f"repl.blocks to the checkpoint's plan, or fold the checkpoint (tools/fold.py) "
-                f'and load it into the plain backbone.')
+                f'and load it into the plain backbone.',
+                checkpoint_blocks=[prefix + p for p in theirs],
+                model_blocks=[prefix + p for p in ours])
         for path, block in replaced_blocks(module):
             spec: CoefficientSpec = getattr(block, COEFFICIENTS).spec
             key = incoming.get(f'{path}.{_EXTRA_STATE}')
             if key is not None:
-                differences = spec.differences(CoefficientSpec.decode(state_dict[key]))
-                if differences:
+                theirs_spec = CoefficientSpec.decode(state_dict[key])
+                if theirs_spec != spec:
                     raise CheckpointMismatchError(
                         f'The checkpoint\'s replaced block {prefix}{path} was trained with '
-                        f'{differences}. Set repl to the checkpoint\'s settings (or fold the '
-                        f'checkpoint with tools/fold.py and load it into the plain backbone).')
+                        f'{spec.differences(theirs_spec)}. Set repl to the checkpoint\'s '
+                        f'settings (or fold the checkpoint with tools/fold.py and load it into '
+                        f'the plain backbone).', block=prefix + path,
+                        checkpoint_spec=theirs_spec, model_spec=spec)
                 continue
             self._check_keys_and_shapes(path, block, incoming, state_dict, prefix)
             # a checkpoint of an earlier repl-mm: it matches, so it states this model's settings

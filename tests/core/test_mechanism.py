@@ -205,12 +205,15 @@ def test_loading_another_plan_fails_clearly():
     net, _ = replaced_toy()
     other = ToyNet(depth=5)
     replace_blocks(other, [('blocks', 'blocks')], ReplacementConfig(blocks={'blocks': [2]}))
-    with pytest.raises(CheckpointMismatchError, match=r'another RepL replacement plan.*'
-                       r'only in the checkpoint: \[\'blocks.1\', \'blocks.3\'\]'):
+    with pytest.raises(CheckpointMismatchError) as error:
         other.load_state_dict(net.state_dict(), strict=False)
+    assert error.value.checkpoint_blocks == ['blocks.1', 'blocks.3']
+    assert error.value.model_blocks == ['blocks.2']
     channel, _ = replaced_toy(granularity='channel')
-    with pytest.raises(CheckpointMismatchError, match='granularity'):
+    with pytest.raises(CheckpointMismatchError) as error:
         channel.load_state_dict(net.state_dict())
+    assert (error.value.checkpoint_spec.granularity, error.value.model_spec.granularity) == \
+        ('tensor', 'channel')
 
 
 @pytest.mark.parametrize('blocks, message', [
