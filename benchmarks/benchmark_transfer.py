@@ -331,6 +331,30 @@ def report(args: argparse.Namespace) -> None:
                   f'{runs[seeds[0]]["trainable"]:,} | '
                   f'{statistics.median(runs[s]["s_per_iter"] for s in seeds):.4f} | '
                   f'{max(runs[s]["peak_rss_mb"] for s in seeds):.0f} |')
+    compared = settings_compared(rows)
+    if compared:
+        print(f'\n### {args.arch}, {args.split}: one variant under two settings, paired by seed\n')
+        print('\n'.join(compared))
+
+
+def settings_compared(rows: Dict[str, Dict[str, Dict[int, dict]]]) -> List[str]:
+    """Markdown rows: top-1 of each variant under every two settings (``rows``' tags, e.g.
+    ``val_s100_i300_lr0.0005_mdefault``) that ran it, the difference paired by seed."""
+    lines = []
+    for variant in VARIANTS:
+        tags = [tag for tag in rows if variant in rows[tag]]
+        for i, first in enumerate(tags):
+            for second in tags[i + 1:]:
+                a, b = rows[first][variant], rows[second][variant]
+                common = sorted(set(a) & set(b))
+                if not common:
+                    continue
+                lines.append(f'| {variant} | {first} | {second} | {len(common)} | ' + paired(
+                    [a[s]['top1'] for s in common], [b[s]['top1'] for s in common]) + ' |')
+    if not lines:
+        return []
+    return ['| variant | setting A | setting B | n | A - B, 95% CI |',
+            '|---|---|---|---:|---:|'] + lines
 
 
 def main() -> None:

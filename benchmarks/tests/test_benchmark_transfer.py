@@ -1,0 +1,29 @@
+"""The transfer benchmark's statistics: paired by seed, t-based intervals."""
+import math
+
+from scipy import stats
+
+from benchmark_transfer import paired, settings_compared
+
+
+def test_paired_difference_uses_the_t_quantile():
+    a, b = [90.0, 91.0, 92.5, 90.5, 91.5], [89.0, 90.5, 91.0, 90.0, 90.0]
+    differences = [x - y for x, y in zip(a, b)]
+    mean = sum(differences) / 5
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / 4)
+    half = stats.t.ppf(0.975, 4) * sd / math.sqrt(5)
+    assert paired(a, b) == f'{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]'
+    assert paired([90.0], [89.5]) == '+0.50 (n=1)'
+
+
+def test_settings_are_compared_on_their_common_seeds_only():
+    def runs(top1):
+        return {seed: {'top1': value} for seed, value in top1.items()}
+
+    rows = {'val_lr0.0001': {'plain': runs({0: 80.0, 1: 81.0, 2: 82.0})},
+            'val_lr0.0005': {'plain': runs({0: 87.0, 1: 88.0, 3: 99.0}),
+                             'removed': runs({0: 85.0})}}
+    header, rule, line = settings_compared(rows)
+    assert header.startswith('| variant | setting A | setting B | n |')
+    assert line == f'| plain | val_lr0.0001 | val_lr0.0005 | 2 | {paired([80, 81], [87, 88])} |'
+    assert settings_compared({'val_lr0.0005': rows['val_lr0.0005']}) == []
