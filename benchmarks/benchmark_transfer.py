@@ -73,6 +73,8 @@ VARIANTS = {
     'light-own': (dict(kind='light', warm_start='activations', **CHANNEL), {}),
     'auto-activations-ch': (dict(blocks='auto', budget=0.25, warm_start='activations',
                                  **CHANNEL), {}),
+    # the ranked plan's blocks started as their shortcut: what the ranking alone keeps
+    'auto-identity': (dict(blocks='auto', budget=0.25, warm_start='identity'), {}),
 }
 
 
