@@ -291,6 +291,14 @@ def t_quantile(df: int) -> float:
     return float(stats.t.ppf(0.975, df))
 
 
+def paired_on_common_seeds(a: Dict[int, dict], b: Dict[int, dict]) -> Optional[str]:
+    """``paired`` top-1 of two ``{seed: result}`` sets over the seeds both ran, or None."""
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    return paired([a[s]['top1'] for s in common], [b[s]['top1'] for s in common])
+
+
 def paired(a: List[float], b: List[float]) -> str:
     differences = [x - y for x, y in zip(a, b)]
     n = len(differences)
@@ -321,12 +329,9 @@ def report(args: argparse.Namespace) -> None:
             seeds = sorted(runs)
             top1 = [runs[s]['top1'] for s in seeds]
             converted = [runs[s]['converted_top1'] for s in seeds]
-            cells = []
-            for reference in ('plain', 'removed'):
-                ref = variants.get(reference, {})
-                common = [s for s in seeds if s in ref]
-                cells.append('-' if reference == variant or not common else paired(
-                    [runs[s]['top1'] for s in common], [ref[s]['top1'] for s in common]))
+            cells = ['-' if reference == variant else
+                     paired_on_common_seeds(runs, variants.get(reference, {})) or '-'
+                     for reference in ('plain', 'removed')]
             spread = statistics.stdev(top1) if len(top1) > 1 else float('nan')
             print(f'| {variant} | {len(seeds)} | {statistics.mean(converted):.2f} | '
                   f'{statistics.mean(top1):.2f} ± {spread:.2f} | {cells[0]} | {cells[1]} | '
@@ -348,11 +353,10 @@ def settings_compared(rows: Dict[str, Dict[str, Dict[int, dict]]]) -> List[str]:
         for i, first in enumerate(tags):
             for second in tags[i + 1:]:
                 a, b = rows[first][variant], rows[second][variant]
-                common = sorted(set(a) & set(b))
-                if not common:
-                    continue
-                lines.append(f'| {variant} | {first} | {second} | {len(common)} | ' + paired(
-                    [a[s]['top1'] for s in common], [b[s]['top1'] for s in common]) + ' |')
+                difference = paired_on_common_seeds(a, b)
+                if difference:
+                    lines.append(f'| {variant} | {first} | {second} | '
+                                 f'{len(set(a) & set(b))} | {difference} |')
     if not lines:
         return []
     return ['| variant | setting A | setting B | n | A - B, 95% CI |',
