@@ -23,7 +23,7 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, init_default_scope
 from torch import Tensor, nn
 
-from repl_mm.core import PlanError, ReplacementConfig, ReplError
+from repl_mm.core import PlanError, ReplError
 from repl_mm.core.conversion import BlockConversion, convert_from_plain
 from repl_mm.models import plain_model_cfg
 from .checkpoint import trusted_checkpoint_globals
@@ -167,7 +167,9 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
     repl = dict(model_cfg['backbone'].get('repl') or {})
     plain = MODELS.build(plain_model_cfg(model_cfg))
     loaded = _load_plain(plain, read_state_dict(plain_checkpoint), plain_checkpoint)
-    mode = ReplacementConfig.from_dict(
+    with MODELS.switch_scope_and_registry(None) as registry:  # the config's default scope
+        backbone_class = registry.get(model_cfg['backbone']['type'])
+    mode = backbone_class.repl_config_from(
         {k: v for k, v in repl.items() if k not in ('blocks', 'budget')}).warm_start_mode
     needs_data = repl.get('blocks') == 'auto' or mode == 'activations'
     try:

@@ -55,13 +55,18 @@ class RepLBackboneMixin:
     #: default (``repl_mm.core.config.DEFAULT_WARM_START``), chosen by the transfer benchmark
     repl_default_warm_start: Optional[str] = None
 
+    @classmethod
+    def repl_config_from(cls, repl: Optional[dict]) -> ReplacementConfig:
+        """``repl=dict(...)`` as this family reads it (its default warm start included)."""
+        config = ReplacementConfig.from_dict(repl)
+        if (config.warm_start is True and cls.repl_default_warm_start
+                and config.kind != 'removed'):
+            config = dataclasses.replace(config, warm_start=cls.repl_default_warm_start)
+        return config
+
     def __init__(self, *args, repl: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.repl_config = ReplacementConfig.from_dict(repl)
-        if (self.repl_config.warm_start is True and self.repl_default_warm_start
-                and self.repl_config.kind != 'removed'):
-            self.repl_config = dataclasses.replace(self.repl_config,
-                                                   warm_start=self.repl_default_warm_start)
+        self.repl_config = self.repl_config_from(repl)
         before = sum(p.numel() for p in self.parameters())
         frozen = self.repl_frozen_blocks()
         self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config, log=_log,
