@@ -32,7 +32,7 @@ from .adapters import build_adapter
 from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients)
 from .config import ReplacementConfig
 from .errors import PlanError, ReplError
-from .light import DiagonalKernelAdapter, LightSpec, build_light_surrogate
+from .light import LightSpec, build_light_surrogate
 from .plan import BlockRef, ReplacementPlan, resolve_plan
 from .state_dict_guard import StateDictGuard
 from .synthesis import (BlockSynthesis, NeighbourSynthesis, attach, coefficient_key,
@@ -135,26 +135,17 @@ def _replace_light(block: nn.Module, name: str, prev_block: nn.Module, prev_name
     own_weight = getattr(block.get_submodule(weight_owner), weight_name)
     surrogate = build_light_surrogate(spec, block.get_submodule(spec.norm), own_weight.shape)
     neighbours = ((prev_block, prev_name), (next_block, next_name))
-    operator = surrogate.conv if spec.operator == 'depthwise' else surrogate.linear
-    operator_path = 'conv' if spec.operator == 'depthwise' else 'linear'
-    adapter = (DiagonalKernelAdapter(operator.weight.shape[0])
-               if spec.operator == 'depthwise' else None)
-    sources = [(operator_path, 'weight', spec.weight, adapter)]
-    if spec.bias is not None:
-        sources.append((operator_path, 'bias', spec.bias, None))
-    sources += [('norm', t, f'{spec.norm}.{t}', None) for t in ('weight', 'bias')]
     targets = []
-    for owner_path, tensor_name, source_path, adapter in sources:
+    for path, source_path, adapter in surrogate.sources(spec):
+        owner_path, _, tensor_name = path.rpartition('.')
         source_owner, _, source_name = source_path.rpartition('.')
         owners = tuple(_counterpart(n, n_name, source_owner, source_name, name, source_path)
                        for n, n_name in neighbours)
         value = getattr(surrogate.get_submodule(owner_path), tensor_name)
-        targets.append(_Target(owner_path, tensor_name, f'{owner_path}.{tensor_name}', value,
-                               owners, source_name, adapter))
+        targets.append(_Target(owner_path, tensor_name, path, value, owners, source_name,
+                               adapter))
     _install_synthesis(surrogate, name, targets, config, (prev_name, next_name), {})
-    getattr(surrogate, COEFFICIENTS).residual_ends = tuple(
-        target.path for target in targets if target.owner_path == (
-            'norm' if spec.operator == 'depthwise' else operator_path))
+    getattr(surrogate, COEFFICIENTS).residual_ends = tuple(surrogate.residual_ends)
     return surrogate
 
 

@@ -98,6 +98,7 @@ class StateDictGuard:
                         f'settings (or fold the checkpoint with tools/fold.py and load it into '
                         f'the plain backbone).', block=prefix + path,
                         checkpoint_spec=theirs_spec, model_spec=spec)
+                self._check_keys_and_shapes(path, block, incoming, state_dict, prefix)
                 continue
             self._check_keys_and_shapes(path, block, incoming, state_dict, prefix)
             # a checkpoint of an earlier repl-mm: it matches, so it states this model's settings
@@ -106,7 +107,8 @@ class StateDictGuard:
     @staticmethod
     def _check_keys_and_shapes(path: str, block: nn.Module, incoming: Dict[str, str],
                                state_dict: Dict[str, torch.Tensor], prefix: str) -> None:
-        """For checkpoints without the extra state: the coefficient keys and shapes must match."""
+        """The coefficient keys and shapes must match (the only check for checkpoints without
+        the extra state; with it, they tell a light surrogate of another repl-mm version)."""
         marker = f'{path}{_MARKER}'
         theirs = {k[len(marker):]: tuple(state_dict[v].shape) for k, v in incoming.items()
                   if k.startswith(marker) and not k.endswith('_extra_state')}
@@ -115,7 +117,12 @@ class StateDictGuard:
             raise CheckpointMismatchError(
                 f'The checkpoint\'s replaced block {prefix}{path} has coefficients '
                 f'{sorted(theirs)}, this model\'s has {sorted(ours)}: it was trained with '
-                f'another repl.kind or repl.granularity. Set them to the checkpoint\'s.')
+                f'another repl.kind or repl.granularity (set them to the checkpoint\'s), or, '
+                f'for a light surrogate, with another version of repl-mm (the conv surrogate '
+                f'with a batch norm, keys conv_weight/norm_weight/norm_bias, was replaced by the '
+                f'normaliser-free one, keys weight/scale/shift; fold the checkpoint with the '
+                f'repl-mm that trained it).',
+                block=prefix + path, checkpoint_keys=sorted(theirs), model_keys=sorted(ours))
         for key, shape in ours.items():
             if theirs[key] != shape:
                 raise CheckpointMismatchError(

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from repl_mm.core import (COEFFICIENTS, LightConvSurrogate, LightLinearSurrogate, LightSpec,
-                          PlanError, ReplacementConfig, ReplError, fold_replaced_blocks,
-                          is_replaced, replace_blocks)
+from repl_mm.core import (COEFFICIENTS, CheckpointMismatchError, LightConvSurrogate,
+                          LightLinearSurrogate, LightSpec, PlanError, ReplacementConfig,
+                          ReplError, fold_replaced_blocks, is_replaced, replace_blocks)
 
 
 class Bottleneck(nn.Module):
@@ -79,18 +79,59 @@ def test_light_conv_surrogate_costs_under_15_percent_and_trains():
     x = torch.randn(2, 32, 16, 16)
     # its depthwise kernel is the diagonal of the neighbours' 3x3 kernels mixed by (a, b), each
     # of the c diagonal kernels repeated for 4 consecutive of the block's 4c channels
-    a, b = surrogate.repl_coefficients['conv_weight'].tolist()
+    a, b = surrogate.repl_coefficients['weight'].tolist()
     prev, nxt = (net.blocks[i].conv2.weight for i in (0, 2))
     diagonal = torch.stack([a * prev[i, i] + b * nxt[i, i] for i in range(8)])
-    torch.testing.assert_close(surrogate.conv.weight[:, 0], diagonal.repeat_interleave(4, 0))
-    torch.testing.assert_close(surrogate.norm.weight,
+    torch.testing.assert_close(surrogate.weight[:, 0], diagonal.repeat_interleave(4, 0))
+    torch.testing.assert_close(surrogate.scale,
                                0.5 * (net.blocks[0].bn3.weight + net.blocks[2].bn3.weight))
     out = net.blocks(x.requires_grad_())
     out.sum().backward()
-    assert surrogate.repl_coefficients['conv_weight'].grad.abs().sum() > 0
+    assert surrogate.repl_coefficients['weight'].grad.abs().sum() > 0
     assert net.blocks[0].conv2.weight.grad.abs().sum() > 0
     own = [n for n, _ in surrogate.named_parameters() if COEFFICIENTS not in n]
     assert own == []
+
+
+def test_light_conv_surrogate_is_its_formula():
+    # relu(x + scale * dwconv(x, standardised kernel) + shift), kernel standardised per channel
+    surrogate = LightConvSurrogate(6, 3)
+    with torch.no_grad():
+        surrogate.weight.normal_()
+        surrogate.scale.uniform_(0.5, 1.5)
+        surrogate.shift.uniform_(-0.2, 0.2)
+    x = torch.randn(2, 6, 9, 9)
+    k = surrogate.weight.flatten(1)
+    k = (k - k.mean(1, keepdim=True)) / (k - k.mean(1, keepdim=True)).norm(dim=1, keepdim=True)
+    branch = nn.functional.conv2d(x, k.view(6, 1, 3, 3), padding=1, groups=6)
+    expected = torch.relu(x + surrogate.scale.view(1, -1, 1, 1) * branch
+                          + surrogate.shift.view(1, -1, 1, 1))
+    torch.testing.assert_close(surrogate(x), expected, rtol=1e-5, atol=1e-5)
+    # a spatially constant input gives a branch of zero mean: only the shift remains
+    flat = torch.full((1, 6, 5, 5), 2.0)
+    inner = (..., slice(1, -1), slice(1, -1))  # away from the zero padding
+    torch.testing.assert_close(surrogate(flat)[inner],
+                               torch.relu(flat + surrogate.shift.view(1, -1, 1, 1))[inner])
+    with pytest.raises(ValueError, match='1x1'):
+        LightConvSurrogate(6, 1)
+
+
+def test_light_conv_surrogate_keeps_only_its_input_and_output_for_backward():
+    # the memory a surrogate adds to a training step: what autograd saves of (N, C, H, W) size
+    surrogate = conv_net(kind='light').blocks[1]
+    x = torch.randn(2, 32, 16, 16, requires_grad=True)
+    saved = []
+
+    def pack(tensor):
+        if tensor.numel() == x.numel():
+            saved.append(tensor.data_ptr())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = surrogate(x)
+    assert set(saved) <= {x.data_ptr(), out.data_ptr()}, saved
+    out.sum().backward()
+    assert x.grad is not None
 
 
 @pytest.mark.parametrize('kind', ['fused', 'light'])
@@ -153,12 +194,12 @@ def test_light_kind_needs_a_light_spec_and_a_shape_preserving_block():
 def test_deepcopy_of_light_model_is_independent():
     net = conv_net(kind='light')
     twin = copy.deepcopy(net)
-    assert twin.blocks[1].conv.parametrizations.weight[0].neighbours[0] is twin.blocks[0].conv2
+    assert twin.blocks[1].parametrizations.weight[0].neighbours[0] is twin.blocks[0].conv2
     with torch.no_grad():
         twin.blocks[0].conv2.weight.zero_()
         twin.blocks[2].conv2.weight.zero_()
-    assert twin.blocks[1].conv.weight.abs().sum() == 0
-    assert net.blocks[1].conv.weight.abs().sum() > 0
+    assert twin.blocks[1].weight.abs().sum() == 0
+    assert net.blocks[1].weight.abs().sum() > 0
 
 
 def test_removed_kind_deletes_the_planned_blocks():
@@ -169,3 +210,18 @@ def test_removed_kind_deletes_the_planned_blocks():
     torch.testing.assert_close(net.blocks[1](x), x)
     assert sum(p.numel() for p in net.parameters()) == 3 * sum(
         p.numel() for p in Bottleneck().parameters())
+
+
+def test_checkpoint_of_the_batch_norm_surrogate_is_refused():
+    # an earlier repl-mm's light conv surrogate (dwconv + batch norm) has other coefficient keys
+    # under the same extra state: loading it would leave the new coefficients at their init
+    net = conv_net(kind='light')
+    state = net.state_dict()
+    for new, old in (('weight', 'conv_weight'), ('scale', 'norm_weight'),
+                     ('shift', 'norm_bias')):
+        for block in ('blocks.1', 'blocks.3'):
+            state[f'{block}.{COEFFICIENTS}.{old}'] = state.pop(f'{block}.{COEFFICIENTS}.{new}')
+    with pytest.raises(CheckpointMismatchError, match='another version of repl-mm') as error:
+        net.load_state_dict(state, strict=False)
+    assert error.value.checkpoint_keys == ['conv_weight', 'norm_bias', 'norm_weight']
+    assert error.value.model_keys == ['scale', 'shift', 'weight']
