@@ -50,6 +50,9 @@ def parse_args() -> argparse.Namespace:
                         'than the config\'s own where it freezes stages already')
     parser.add_argument('--drop-path-rate', type=float, default=0.1,
                         help='drop_path_rate of the stochastic-depth peer')
+    parser.add_argument('--amp', action='store_true',
+                        help='every variant in mixed precision (fp16 on CUDA, bf16 on the CPU): '
+                        'ratios to the plain network in mixed precision')
     add_cfg_options(parser)
     return parser.parse_args()
 
@@ -59,14 +62,15 @@ def main() -> None:
     name = config_name(args.config)
     cfg = load_config(args)
     out = args.out or osp.join('work_dirs', 'benchmarks',
-                               name + ('_backbone' if args.backbone_only else ''))
+                               name + ('_backbone' if args.backbone_only else '')
+                               + ('_amp' if args.amp else ''))
     report = run_benchmark(
         cfg, osp.relpath(args.config), out, variants=args.variants,
         mode='backbone' if args.backbone_only else 'model', repeats=args.repeats,
         iters=args.iters, warmup=args.warmup, batch_size=args.batch_size, shape=args.shape,
         device=args.device, threads=args.threads, seed=args.seed,
         frozen_stages=args.frozen_stages, drop_path_rate=args.drop_path_rate,
-        malloc=args.malloc,
+        malloc=args.malloc, amp=args.amp,
         log=lambda message: print(message, file=sys.stderr, flush=True))
     print(format_markdown(report))
     print(f'\nWritten: {osp.join(out, "benchmark.json")}, benchmark.md, benchmark.png',

@@ -118,10 +118,24 @@ class VariantSpec:
     skipped: Optional[str] = None  # why the variant does not apply
 
 
+def amp_optim_wrapper(optim_wrapper: dict, device: str) -> Tuple[dict, str]:
+    """``optim_wrapper`` in mixed precision on ``device``, and what it is, in words."""
+    optim_wrapper = copy.deepcopy(optim_wrapper)
+    if device == 'cuda':
+        optim_wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
+        return optim_wrapper, 'AmpOptimWrapper fp16, dynamic loss scale'
+    optim_wrapper['type'] = 'CPUAutocastOptimWrapper'
+    optim_wrapper.pop('loss_scale', None)
+    return optim_wrapper, 'CPUAutocastOptimWrapper bf16'
+
+
 def variant_specs(cfg, variants: Sequence[str] = VARIANTS, device: str = 'cpu',
-                  frozen_stages: Optional[int] = None, drop_path_rate: float = 0.1
-                  ) -> List[VariantSpec]:
+                  frozen_stages: Optional[int] = None, drop_path_rate: float = 0.1,
+                  amp: bool = False) -> List[VariantSpec]:
     """The configs of ``variants`` derived from ``cfg`` (a RepL or plain model config).
+
+    ``amp``: every variant trains in mixed precision (the ratios are then to the plain network
+    in mixed precision; the ``amp`` variant itself is skipped as the baseline).
 
     Raises:
         ReplError: the backbone is neither a RepL backbone nor a plain one with a registered
@@ -153,6 +167,8 @@ def variant_specs(cfg, variants: Sequence[str] = VARIANTS, device: str = 'cpu',
         new.model = model
         if optim_wrapper is not None:
             new.optim_wrapper = optim_wrapper
+        elif amp:
+            new.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, device)[0]
         return new
 
     specs = []
@@ -169,16 +185,10 @@ def variant_specs(cfg, variants: Sequence[str] = VARIANTS, device: str = 'cpu',
             model['backbone']['repl'] = dict(model['backbone'].get('repl') or {}, kind=kind)
             specs.append(VariantSpec(name, f'{repl_type} kind={kind}', derived(model)))
         elif name == 'amp':
-            optim_wrapper = copy.deepcopy(cfg.optim_wrapper)
-            if device == 'cuda':
-                optim_wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
-                what = 'AmpOptimWrapper fp16, dynamic loss scale'
-            else:
-                optim_wrapper['type'] = 'CPUAutocastOptimWrapper'
-                optim_wrapper.pop('loss_scale', None)
-                what = 'CPUAutocastOptimWrapper bf16'
-            specs.append(VariantSpec(name, f'plain {plain_type}, {what}',
-                                     derived(plain_model, optim_wrapper)))
+            optim_wrapper, what = amp_optim_wrapper(cfg.optim_wrapper, device)
+            specs.append(VariantSpec(name, f'plain {plain_type}, {what}', skipped=(
+                'every variant runs in mixed precision (--amp): the baseline is this peer')
+                if amp else None, cfg=None if amp else derived(plain_model, optim_wrapper)))
         else:
             argument, value = {
                 'frozen-stages': ('frozen_stages', frozen_stages if frozen_stages is not None
@@ -354,6 +364,7 @@ class BenchmarkSettings:
     threads: int = 1
     device: str = 'cpu'
     malloc: str = 'steady'
+    amp: bool = False  # every variant in mixed precision
 
 
 @dataclass
@@ -470,8 +481,8 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
                   batch_size: Optional[int] = None, shape: Optional[Sequence[int]] = None,
                   device: Optional[str] = None, threads: Optional[int] = None, seed: int = 0,
                   frozen_stages: Optional[int] = None, drop_path_rate: float = 0.1,
-                  malloc: str = 'steady', log: Callable[[str], None] = print
-                  ) -> Dict[str, Any]:
+                  malloc: str = 'steady', log: Callable[[str], None] = print,
+                  amp: bool = False) -> Dict[str, Any]:
     """Measure every variant (see the module docstring); write ``benchmark.json``,
     ``benchmark.md`` and ``benchmark.png`` to ``out_dir`` and return the JSON's content.
 
@@ -488,10 +499,10 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
     device = resolve_device(device)
     settings = BenchmarkSettings(
         config=config_name, mode=mode, repeats=repeats, iters=iters, warmup=warmup, seed=seed,
-        device=device, threads=threads or torch.get_num_threads(), malloc=malloc,
+        device=device, threads=threads or torch.get_num_threads(), malloc=malloc, amp=amp,
         batch_size=batch_size or (cfg.get('train_dataloader') or {}).get('batch_size', 1),
         shape=tuple(shape) if shape else input_shape(cfg))
-    specs = variant_specs(cfg, variants, device, frozen_stages, drop_path_rate)
+    specs = variant_specs(cfg, variants, device, frozen_stages, drop_path_rate, amp)
     for sub in ('configs', 'logs', 'runs'):
         os.makedirs(osp.join(out_dir, sub), exist_ok=True)
     results = {spec.name: VariantResult(spec.name, spec.description, skipped=spec.skipped)
@@ -599,6 +610,7 @@ def format_markdown(report: Dict[str, Any]) -> str:
     lines = [f'### {settings["config"]}: '
              + ('backbone only' if backbone_mode else 'whole model')
              + f', batch {settings["batch_size"]} at {h}x{w}'
+             + (', every variant in mixed precision' if settings.get('amp') else '')
              + (f' (model input {"x".join(map(str, shape))})' if shape else ''), '',
              f'{settings["device"]}, {settings["threads"]} threads, torch '
              f'{environment["torch"]}, malloc {settings.get("malloc", "system")}; '

@@ -127,6 +127,21 @@ def test_variants_follow_the_backbone_class():
         'AmpOptimWrapper'
 
 
+def test_every_variant_in_mixed_precision():
+    """``--amp``: each variant keeps its model and trains under the AMP wrapper; the plain AMP
+    peer is then the baseline itself and is skipped, saying so."""
+    cfg = Config.fromfile(str(ROOT / 'configs/mask_rcnn_repl_r50_coco.py'))
+    specs = {spec.name: spec for spec in variant_specs(cfg, device='cuda', amp=True)}
+    for name in ('baseline', 'repl-fused', 'repl-light', 'removed', 'frozen-stages',
+                 'checkpointing'):
+        assert specs[name].cfg.optim_wrapper.type == 'AmpOptimWrapper', name
+        assert specs[name].cfg.optim_wrapper.optimizer == cfg.optim_wrapper.optimizer
+    assert specs['repl-light'].cfg.model.backbone.repl == dict(kind='light')
+    assert specs['checkpointing'].cfg.model.backbone.with_cp is True
+    assert specs['amp'].cfg is None and '--amp' in specs['amp'].skipped
+    assert cfg.optim_wrapper.type != 'AmpOptimWrapper'  # the config itself is untouched
+
+
 def test_variants_of_a_plain_config(tmp_path):
     """A plain backbone gets its registered RepL twin with the default plan; mmpretrain's
     ResNet family takes drop_path_rate."""

@@ -14,16 +14,16 @@ from .light import LightConvSurrogate, LightLinearSurrogate, LightSpec
 from .plan import ReplacementPlan, default_blocks, format_blocks, resolve_plan, suggest_blocks
 from .replace import RemovedBlock, replace_blocks
 from .state_dict_guard import StateDictGuard, warm_start_coefficients
-from .synthesis import (GRANULARITIES, BlockSynthesis, NeighbourSynthesis, block_syntheses,
-                        synthesised_numel)
+from .synthesis import (GRANULARITIES, BackboneSynthesis, BlockSynthesis, NeighbourSynthesis,
+                        backbone_syntheses, block_syntheses, synthesised_numel)
 
 __all__ = [
     'ADAPTERS', 'ADAPTER_MODULES', 'COEFFICIENTS', 'GRANULARITIES', 'KINDS', 'AdapterError',
-    'BlockSynthesis', 'CheckpointMismatchError', 'CoefficientSpec', 'LightConvSurrogate',
-    'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis', 'PlanError', 'RemovedBlock',
-    'ReplCoefficients', 'ReplError', 'ReplacementConfig', 'ReplacementPlan', 'StateDictGuard',
-    'block_syntheses', 'build_adapter', 'checkpoint_without_reentry', 'default_blocks',
-    'fold_replaced_blocks', 'format_blocks', 'is_coefficient', 'is_replaced', 'replace_blocks',
-    'replaced_blocks', 'resolve_plan', 'suggest_blocks', 'synthesised_numel',
-    'warm_start_coefficients'
+    'BackboneSynthesis', 'BlockSynthesis', 'CheckpointMismatchError', 'CoefficientSpec',
+    'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis', 'PlanError',
+    'RemovedBlock', 'ReplCoefficients', 'ReplError', 'ReplacementConfig', 'ReplacementPlan',
+    'StateDictGuard', 'backbone_syntheses', 'block_syntheses', 'build_adapter',
+    'checkpoint_without_reentry', 'default_blocks', 'fold_replaced_blocks', 'format_blocks',
+    'is_coefficient', 'is_replaced', 'replace_blocks', 'replaced_blocks', 'resolve_plan',
+    'suggest_blocks', 'synthesised_numel', 'warm_start_coefficients'
 ]

@@ -35,8 +35,8 @@ from .errors import PlanError, ReplError
 from .light import LightSpec, build_light_surrogate
 from .plan import BlockRef, ReplacementPlan, resolve_plan
 from .state_dict_guard import StateDictGuard
-from .synthesis import (BlockSynthesis, NeighbourSynthesis, attach, coefficient_key,
-                        install_rebuild_hook)
+from .synthesis import (BackboneSynthesis, BlockSynthesis, NeighbourSynthesis, attach,
+                        block_syntheses, coefficient_key, install_rebuild_hook)
 
 Log = Callable[[str], None]
 _default_log: Log = logging.getLogger('repl_mm').info
@@ -103,6 +103,7 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
         if config.kind != 'removed':
             coefficient_steps.install()
             install_rebuild_hook()
+            BackboneSynthesis(backbone, block_syntheses(backbone))
     return plan
 
 

@@ -26,18 +26,23 @@ The coefficients ``(a, b)`` are stored in the replaced block as ``repl_coefficie
 (shape ``(2,)`` or ``(2, C_out)``) and the adapters as ``repl_adapters[...]``; this module only
 points at them, so nothing is registered twice.
 
-A replaced block synthesises all its tensors at once when it runs (``BlockSynthesis``, a forward
-pre-hook: one autograd node, ``torch._foreach_*`` products), which saves the per-tensor kernel
-launches of a tensor-by-tensor evaluation (docs/benchmarks.md counts them). The parametrizations
-return those values inside the block's forward, and, during a backward pass, while every tensor
-they were made from is unchanged (a checkpointed block's recomputation); read anywhere else
-(folding, warm start, user code, after a ``.data`` write) a tensor is synthesised on its own,
-with the same result, bit for bit (the same kernels). Under ``torch.compile`` the block is traced
-tensor by tensor: the compiler fuses those kernels itself.
+A backbone synthesises the tensors of all its replaced blocks at once, when its forward starts
+(``BackboneSynthesis``, a forward pre-hook on the backbone: one autograd node, ``torch._foreach_*``
+products, and on CUDA the coefficient gradients of all blocks in one segmented sum per side), which
+saves the per-tensor and per-block kernel launches that dominate a small-batch GPU step
+(docs/benchmarks.md counts them). A replaced block called on its own (outside its backbone's
+forward: folding checks, warm-start fits) synthesises its own tensors the same way
+(``BlockSynthesis``, a forward pre-hook on the block). The parametrizations return those values
+inside the block's forward, and, during a backward pass, while every tensor they were made from
+is unchanged (a checkpointed block's recomputation); read anywhere else (folding, warm start, user
+code, after a ``.data`` write) a tensor is synthesised on its own, with the same result, bit for
+bit (the same kernels). Under ``torch.compile`` the block is traced tensor by tensor: the compiler
+fuses those kernels itself.
 """
+import functools
 import math
 import weakref
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -219,6 +224,9 @@ class BlockSynthesis:
         self.inside_forward = False
         self.generation = 0  # which forward made ``values``; their backward drops only those
         self._stamp: tuple = ()
+        #: ``values`` were made by the backbone's forward that is running now (``prefetch``)
+        self.prefetched = False
+        self.batch: Optional['BackboneSynthesis'] = None
         for index, synthesis in enumerate(syntheses):
             synthesis.group, synthesis.index = self, index
         # only batch norms are rebuilt by converters (SyncBN <-> BN)
@@ -238,19 +246,12 @@ class BlockSynthesis:
         if torch.compiler.is_compiling():
             return  # traced tensor by tensor: the compiler fuses those kernels itself
         self.reattach()
-        if self.values is not None and _in_backward() and self.stamp() == self._stamp:
-            self.inside_forward = True  # a checkpointed block's recomputation: same values
-            return
-        coefficients, prevs, nexts = [], [], []
-        for synthesis in self.syntheses:
-            p_prev, p_next = synthesis.neighbour_tensors()
-            coefficients.append(synthesis.coefficients())
-            prevs.append(p_prev)
-            nexts.append(p_next)
-        self.generation += 1
-        self.values = _SynthesiseTensors.apply(weakref.ref(self), self.generation, len(prevs),
-                                               *coefficients, *prevs, *nexts)
-        self._stamp = self.stamp()
+        # made by the backbone's forward that is running now, or by the forward whose backward
+        # is running now (a checkpointed block's recomputation): the same values, if current
+        reusable = self.values is not None and (self.prefetched or _in_backward())
+        self.prefetched = False
+        if not (reusable and self.stamp() == self._stamp):
+            synthesise_together([self])
         self.inside_forward = True
 
     def leave(self, module: nn.Module, args: tuple, output) -> None:
@@ -291,32 +292,106 @@ class BlockSynthesis:
         for synthesis in self.syntheses:
             synthesis.group = None
         self.values = None
+        if self.batch is not None:
+            self.batch.discard(self)
+            self.batch = None
 
     def __getstate__(self) -> dict:
         # the values are graph outputs (not deep-copyable) and belong to this model's tensors
-        return dict(self.__dict__, values=None, inside_forward=False, _stamp=())
+        return dict(self.__dict__, values=None, inside_forward=False, _stamp=(),
+                    prefetched=False)
+
+
+def synthesise_together(groups: Sequence[BlockSynthesis]) -> None:
+    """Synthesise every tensor of ``groups`` in one ``_SynthesiseTensors`` node; each group gets
+    its values, a new generation and the stamp of its sources."""
+    coefficients, prevs, nexts, owners = [], [], [], []
+    for group in groups:
+        for synthesis in group.syntheses:
+            p_prev, p_next = synthesis.neighbour_tensors()
+            coefficients.append(synthesis.coefficients())
+            prevs.append(p_prev)
+            nexts.append(p_next)
+        group.generation += 1
+        owners.append((weakref.ref(group), group.generation))
+    values = _SynthesiseTensors.apply(tuple(owners), len(prevs), *coefficients, *prevs, *nexts)
+    start = 0
+    for group in groups:
+        group.values = values[start:start + len(group.syntheses)]
+        group._stamp = group.stamp()
+        start += len(group.syntheses)
+
+
+class BackboneSynthesis:
+    """Synthesises the tensors of all replaced blocks of a backbone at once, per forward.
+
+    A forward pre-hook on the backbone makes every block's values in one ``_SynthesiseTensors``
+    node; each block's own pre-hook (``BlockSynthesis.synthesise``) then serves them inside its
+    forward, if every tensor they were made from is unchanged, and a forward hook withdraws them
+    when the backbone's forward ends (a block called on its own afterwards synthesises afresh,
+    see ``BlockSynthesis``). The node's backward runs once all replaced blocks' gradients have
+    arrived, that is near the end of the backward pass.
+    """
+
+    def __init__(self, backbone: nn.Module, groups: Sequence[BlockSynthesis]) -> None:
+        self.groups = list(groups)
+        for group in self.groups:
+            group.batch = self
+        self.handles = (backbone.register_forward_pre_hook(self.prefetch),
+                        backbone.register_forward_hook(self.finish, always_call=True))
+
+    def prefetch(self, module: nn.Module, args: tuple) -> None:
+        if torch.compiler.is_compiling() or not self.groups:
+            return
+        for group in self.groups:
+            group.reattach()
+        synthesise_together(self.groups)
+        for group in self.groups:
+            group.prefetched = True
+
+    def finish(self, module: nn.Module, args: tuple, output) -> None:
+        for group in self.groups:
+            group.prefetched = False
+            if group.values is not None and not group.values[0].requires_grad:
+                group.values = None  # no graph: nothing will recompute them
+
+    def remove(self) -> None:
+        """Unhook from the backbone: each block synthesises its own tensors again (same values;
+        how ``benchmarks/profile_backbone.py --per-block`` measures what batching saves)."""
+        for group in self.groups:
+            group.batch = None
+        self.groups = []
+        for handle in self.handles:
+            handle.remove()
+
+    def discard(self, group: BlockSynthesis) -> None:
+        """``group`` no longer batches (folded, or timed per tensor); unhook when none is left."""
+        self.groups = [g for g in self.groups if g is not group]
+        if not self.groups:
+            for handle in self.handles:
+                handle.remove()
 
 
 class _SynthesiseTensors(torch.autograd.Function):
-    """``P_i = a_i * prev_i + b_i * next_i`` for all ``i`` of a block, as one autograd node.
+    """``P_i = a_i * prev_i + b_i * next_i`` for all ``i`` of one or more blocks, as one node.
 
-    Inputs: a weak reference to the ``BlockSynthesis`` (told when the backward has run: a
-    strong one would make a reference cycle through the graph), the forward's generation,
-    ``n``, then the ``n`` coefficient tensors (``(2,)`` or ``(2, C_out)``, one may repeat
-    for shared keys), the ``n`` adapted previous and the ``n`` adapted next tensors. Forward: two
-    ``foreach`` kernels per tensor; backward: per tensor two products (neighbour gradients) and
-    two dot products (coefficient gradients, stacked once per block); nothing is saved but the
-    inputs themselves.
+    Inputs: ``owners``, ``(weak reference to a BlockSynthesis, generation)`` of each block whose
+    values these are (told when the backward has run: a strong reference would make a cycle
+    through the graph), ``n``, then the ``n`` coefficient tensors (``(2,)`` or ``(2, C_out)``,
+    one may repeat for shared keys), the ``n`` adapted previous and the ``n`` adapted next
+    tensors. Forward: two ``foreach`` kernels; backward: two ``foreach`` products (neighbour
+    gradients) and the coefficient gradients ``<g_i, prev_i>``, ``<g_i, next_i>`` (per tensor or
+    per output channel): on CUDA one product and one segmented sum per side for all tensors, on
+    the CPU one dot product per tensor and side; nothing is saved but the inputs themselves.
     """
 
     @staticmethod
-    def forward(ctx, group: 'weakref.ref[BlockSynthesis]', generation: int, n: int,
-                *tensors: Tensor) -> Tuple[Tensor, ...]:
+    def forward(ctx, owners: tuple, n: int, *tensors: Tensor) -> Tuple[Tensor, ...]:
         coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
         a, b = zip(*(_broadcast(c, p.dim()) for c, p in zip(coefficients, prevs)))
         values = torch._foreach_mul(prevs, a)
         torch._foreach_addcmul_(values, nexts, b)
-        ctx.group, ctx.generation, ctx.n = group, generation, n
+        ctx.owners, ctx.n = owners, n
         ctx.save_for_backward(*tensors)
         ctx.set_materialize_grads(False)
         return tuple(values)
@@ -326,7 +401,7 @@ class _SynthesiseTensors(torch.autograd.Function):
         n = ctx.n
         tensors = ctx.saved_tensors
         coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
-        needs = ctx.needs_input_grad[3:]
+        needs = ctx.needs_input_grad[2:]
         result: List[Optional[Tensor]] = [None] * (3 * n)
         used = [i for i, g in enumerate(grads) if g is not None]
         pairs = {i: _broadcast(coefficients[i], grads[i].dim()) for i in used}
@@ -337,25 +412,70 @@ class _SynthesiseTensors(torch.autograd.Function):
                                               [pairs[i][pick] for i in wanted])
                 for i, product in zip(wanted, products):
                     result[offset + i] = product
-        per_tensor = [i for i in used if needs[i] and coefficients[i].dim() == 1]
-        if per_tensor:  # (2,) coefficients: <g, prev>, <g, next>, stacked once for the block
-            dots = []
-            for i in per_tensor:
-                flat = grads[i].reshape(-1)
-                dots += [torch.dot(flat, prevs[i].reshape(-1)),
-                         torch.dot(flat, nexts[i].reshape(-1))]
-            for i, row in zip(per_tensor, torch.stack(dots).view(-1, 2)):
-                result[i] = row
-        for i in used:  # (2, C_out) coefficients: per-channel dot products
-            if needs[i] and coefficients[i].dim() == 2:
-                flat = grads[i].reshape(grads[i].shape[0], -1)
-                result[i] = torch.stack([
-                    torch.linalg.vecdot(flat, side.reshape(side.shape[0], -1))
-                    for side in (prevs[i], nexts[i])])
-        group = ctx.group()
-        if group is not None:
-            group.backward_done(ctx.generation)
-        return (None, None, None, *result)
+        wanted = [i for i in used if needs[i]]
+        if wanted and SEGMENTED_SUMS.get(grads[wanted[0]].device.type, False):
+            _coefficient_grads_segmented(grads, coefficients, prevs, nexts, wanted, result)
+        elif wanted:
+            _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result)
+        for reference, generation in ctx.owners:
+            group = reference()
+            if group is not None:
+                group.backward_done(generation)
+        return (None, None, *result)
+
+
+#: device type -> whether ``_SynthesiseTensors`` sums coefficient gradients in one segmented
+#: reduction per side (few kernel launches) instead of one dot product per tensor and side
+SEGMENTED_SUMS: Dict[str, bool] = {'cuda': True}
+
+
+def _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result) -> None:
+    """``result[i] = [<g_i, prev_i>, <g_i, next_i>]`` (per channel for ``(2, C_out)``), one dot
+    product per tensor and side; the ``(2,)`` ones stacked once."""
+    per_tensor = [i for i in wanted if coefficients[i].dim() == 1]
+    if per_tensor:
+        dots = []
+        for i in per_tensor:
+            flat = grads[i].reshape(-1)
+            dots += [torch.dot(flat, prevs[i].reshape(-1)),
+                     torch.dot(flat, nexts[i].reshape(-1))]
+        for i, row in zip(per_tensor, torch.stack(dots).view(-1, 2)):
+            result[i] = row
+    for i in wanted:  # (2, C_out) coefficients: per-channel dot products
+        if coefficients[i].dim() == 2:
+            flat = grads[i].reshape(grads[i].shape[0], -1)
+            result[i] = torch.stack([
+                torch.linalg.vecdot(flat, side.reshape(side.shape[0], -1))
+                for side in (prevs[i], nexts[i])])
+
+
+def _coefficient_grads_segmented(grads, coefficients, prevs, nexts, wanted, result) -> None:
+    """The same gradients as ``_coefficient_grads_by_dots`` from one ``foreach`` product, one
+    concatenation and one segmented sum for all tensors. The products are laid out tensor by
+    tensor, ``g_i * prev_i`` then ``g_i * next_i``, so that tensor ``i``'s segments (the whole
+    tensor for ``(2,)`` coefficients, each output channel for ``(2, C_out)``) sum to a contiguous
+    ``(2,)`` or ``(2, C_out)`` slice: its gradient, a view, with the coefficient's own layout."""
+    k = len(wanted)
+    products = torch._foreach_mul([grads[i] for i in wanted] * 2,
+                                  [prevs[i] for i in wanted] + [nexts[i] for i in wanted])
+    flat = torch.cat([products[j + side * k].reshape(-1) for j in range(k) for side in (0, 1)])
+    del products
+    columns = [coefficients[i].shape[1] if coefficients[i].dim() == 2 else 1 for i in wanted]
+    lengths = _segment_lengths(
+        tuple((grads[i].numel() // c, 2 * c) for i, c in zip(wanted, columns)),
+        grads[wanted[0]].device)
+    sums = torch.segment_reduce(flat, 'sum', lengths=lengths)
+    start = 0
+    for i, c in zip(wanted, columns):
+        result[i] = sums[start:start + 2 * c].view(coefficients[i].shape)
+        start += 2 * c
+
+
+@functools.lru_cache(maxsize=64)
+def _segment_lengths(spans: Tuple[Tuple[int, int], ...], device: torch.device) -> Tensor:
+    """``(length, count)`` spans -> the int64 segment lengths, on ``device`` (made once)."""
+    return torch.tensor([length for length, count in spans for _ in range(count)],
+                        dtype=torch.int64, device=device)
 
 
 def block_syntheses(model: nn.Module) -> List[BlockSynthesis]:
@@ -363,13 +483,20 @@ def block_syntheses(model: nn.Module) -> List[BlockSynthesis]:
 
     ``for group in block_syntheses(model): group.remove()`` makes every tensor synthesise on its
     own again (same values; how ``benchmarks/profile_backbone.py --per-tensor`` measures
-    what batching saves).
+    what batching saves); it also unhooks the backbone's ``BackboneSynthesis``.
     """
     groups = {}
     for module in model.modules():
         if isinstance(module, NeighbourSynthesis) and module.group is not None:
             groups.setdefault(id(module.group), module.group)
     return list(groups.values())
+
+
+def backbone_syntheses(model: nn.Module) -> List[BackboneSynthesis]:
+    """The ``BackboneSynthesis`` of every backbone in ``model`` with replaced blocks."""
+    batches = {id(group.batch): group.batch for group in block_syntheses(model)
+               if group.batch is not None}
+    return list(batches.values())
 
 
 def synthesised_numel(model: nn.Module) -> int:
