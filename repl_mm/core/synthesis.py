@@ -27,10 +27,10 @@ The coefficients ``(a, b)`` are stored in the replaced block as ``repl_coefficie
 points at them, so nothing is registered twice.
 
 A backbone synthesises the tensors of all its replaced blocks at once, when its forward starts
-(``BackboneSynthesis``, a forward pre-hook on the backbone: one autograd node, ``torch._foreach_*``
-products, and on CUDA the coefficient gradients of all blocks in one segmented sum per side), which
-saves the per-tensor and per-block kernel launches that dominate a small-batch GPU step
-(docs/benchmarks.md counts them). A replaced block called on its own (outside its backbone's
+(``BackboneSynthesis``, a forward pre-hook on the backbone: one autograd node; on the CPU
+``torch._foreach_*`` products, on CUDA one flat buffer, ``flat_synthesis``), which saves the
+per-tensor and per-block kernel launches that dominate a small-batch GPU step (docs/benchmarks.md
+counts them). A replaced block called on its own (outside its backbone's
 forward: folding checks, warm-start fits) synthesises its own tensors the same way
 (``BlockSynthesis``, a forward pre-hook on the block). The parametrizations return those values
 inside the block's forward, and, during a backward pass, while every tensor they were made from
@@ -39,7 +39,6 @@ code, after a ``.data`` write) a tensor is synthesised on its own, with the same
 bit (the same kernels). Under ``torch.compile`` the block is traced tensor by tensor: the compiler
 fuses those kernels itself.
 """
-import functools
 import math
 import weakref
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -48,6 +47,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
+
+from . import flat_synthesis
 
 GRANULARITIES = ('tensor', 'channel', 'submodule')
 
@@ -116,8 +117,11 @@ class NeighbourSynthesis(nn.Module):
         if value is not None:  # made by the block's forward, still current
             return value
         p_prev, p_next = self.neighbour_tensors()
-        a, b = _broadcast(self.coefficients(), p_prev.dim())
+        coefficients = self.coefficients()
         # the kernels of the batched path, so both give the same bits (folding must not drift)
+        if uses_flat_synthesis((coefficients, p_prev, p_next)):
+            return flat_synthesis.synthesise([coefficients], [p_prev], [p_next])[0]
+        a, b = _broadcast(coefficients, p_prev.dim())
         return torch.addcmul(p_prev * a, p_next, b)
 
     def right_inverse(self, value: Tensor) -> tuple:
@@ -379,18 +383,22 @@ class _SynthesiseTensors(torch.autograd.Function):
     values these are (told when the backward has run: a strong reference would make a cycle
     through the graph), ``n``, then the ``n`` coefficient tensors (``(2,)`` or ``(2, C_out)``,
     one may repeat for shared keys), the ``n`` adapted previous and the ``n`` adapted next
-    tensors. Forward: two ``foreach`` kernels; backward: two ``foreach`` products (neighbour
-    gradients) and the coefficient gradients ``<g_i, prev_i>``, ``<g_i, next_i>`` (per tensor or
-    per output channel): on CUDA one product and one segmented sum per side for all tensors, on
-    the CPU one dot product per tensor and side; nothing is saved but the inputs themselves.
+    tensors. On the CPU: forward two ``foreach`` operators; backward two ``foreach`` products
+    (neighbour gradients) and one dot product per tensor and side (coefficient gradients
+    ``<g_i, prev_i>``, ``<g_i, next_i>``, per tensor or per output channel). On CUDA, one flat
+    buffer (``flat_synthesis``). Nothing is saved but the inputs themselves.
     """
 
     @staticmethod
     def forward(ctx, owners: tuple, n: int, *tensors: Tensor) -> Tuple[Tensor, ...]:
         coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
-        a, b = zip(*(_broadcast(c, p.dim()) for c, p in zip(coefficients, prevs)))
-        values = torch._foreach_mul(prevs, a)
-        torch._foreach_addcmul_(values, nexts, b)
+        ctx.flat = uses_flat_synthesis(tensors)
+        if ctx.flat:
+            values = flat_synthesis.synthesise(coefficients, prevs, nexts)
+        else:
+            a, b = zip(*(_broadcast(c, p.dim()) for c, p in zip(coefficients, prevs)))
+            values = torch._foreach_mul(prevs, a)
+            torch._foreach_addcmul_(values, nexts, b)
         ctx.owners, ctx.n = owners, n
         ctx.save_for_backward(*tensors)
         ctx.set_materialize_grads(False)
@@ -402,21 +410,10 @@ class _SynthesiseTensors(torch.autograd.Function):
         tensors = ctx.saved_tensors
         coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
         needs = ctx.needs_input_grad[2:]
-        result: List[Optional[Tensor]] = [None] * (3 * n)
-        used = [i for i, g in enumerate(grads) if g is not None]
-        pairs = {i: _broadcast(coefficients[i], grads[i].dim()) for i in used}
-        for offset, pick in ((n, 0), (2 * n, 1)):  # neighbour gradients: a_i * g_i, b_i * g_i
-            wanted = [i for i in used if needs[offset + i]]
-            if wanted:
-                products = torch._foreach_mul([grads[i] for i in wanted],
-                                              [pairs[i][pick] for i in wanted])
-                for i, product in zip(wanted, products):
-                    result[offset + i] = product
-        wanted = [i for i in used if needs[i]]
-        if wanted and SEGMENTED_SUMS.get(grads[wanted[0]].device.type, False):
-            _coefficient_grads_segmented(grads, coefficients, prevs, nexts, wanted, result)
-        elif wanted:
-            _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result)
+        if ctx.flat:
+            result = flat_synthesis.backward(grads, coefficients, prevs, nexts, needs)
+        else:
+            result = _foreach_backward(grads, coefficients, prevs, nexts, needs)
         for reference, generation in ctx.owners:
             group = reference()
             if group is not None:
@@ -424,9 +421,38 @@ class _SynthesiseTensors(torch.autograd.Function):
         return (None, None, *result)
 
 
-#: device type -> whether ``_SynthesiseTensors`` sums coefficient gradients in one segmented
-#: reduction per side (few kernel launches) instead of one dot product per tensor and side
-SEGMENTED_SUMS: Dict[str, bool] = {'cuda': True}
+#: device type -> whether tensors are synthesised as one flat buffer (``flat_synthesis``: a
+#: handful of kernels for any number of tensors) rather than with ``foreach`` operators over the
+#: tensors (one kernel per tensor where shapes differ, as on CUDA; on the CPU the same loop as
+#: synthesising each tensor on its own, so the CPU keeps that path)
+FLAT_SYNTHESIS: Dict[str, bool] = {'cuda': True}
+
+
+def uses_flat_synthesis(tensors: Sequence[Tensor]) -> bool:
+    """Whether ``tensors`` (coefficients, previous and next tensors) are synthesised flat: their
+    device type says so and they share one device and dtype."""
+    first = tensors[0]
+    return (FLAT_SYNTHESIS.get(first.device.type, False)
+            and all(t.device == first.device and t.dtype == first.dtype for t in tensors))
+
+
+def _foreach_backward(grads, coefficients, prevs, nexts, needs) -> List[Optional[Tensor]]:
+    """``_SynthesiseTensors``' input gradients with ``foreach`` products and dot products."""
+    n = len(prevs)
+    result: List[Optional[Tensor]] = [None] * (3 * n)
+    used = [i for i, g in enumerate(grads) if g is not None]
+    pairs = {i: _broadcast(coefficients[i], grads[i].dim()) for i in used}
+    for offset, pick in ((n, 0), (2 * n, 1)):  # neighbour gradients: a_i * g_i, b_i * g_i
+        wanted = [i for i in used if needs[offset + i]]
+        if wanted:
+            products = torch._foreach_mul([grads[i] for i in wanted],
+                                          [pairs[i][pick] for i in wanted])
+            for i, product in zip(wanted, products):
+                result[offset + i] = product
+    wanted = [i for i in used if needs[i]]
+    if wanted:
+        _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result)
+    return result
 
 
 def _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result) -> None:
@@ -447,35 +473,6 @@ def _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result
             result[i] = torch.stack([
                 torch.linalg.vecdot(flat, side.reshape(side.shape[0], -1))
                 for side in (prevs[i], nexts[i])])
-
-
-def _coefficient_grads_segmented(grads, coefficients, prevs, nexts, wanted, result) -> None:
-    """The same gradients as ``_coefficient_grads_by_dots`` from one ``foreach`` product, one
-    concatenation and one segmented sum for all tensors. The products are laid out tensor by
-    tensor, ``g_i * prev_i`` then ``g_i * next_i``, so that tensor ``i``'s segments (the whole
-    tensor for ``(2,)`` coefficients, each output channel for ``(2, C_out)``) sum to a contiguous
-    ``(2,)`` or ``(2, C_out)`` slice: its gradient, a view, with the coefficient's own layout."""
-    k = len(wanted)
-    products = torch._foreach_mul([grads[i] for i in wanted] * 2,
-                                  [prevs[i] for i in wanted] + [nexts[i] for i in wanted])
-    flat = torch.cat([products[j + side * k].reshape(-1) for j in range(k) for side in (0, 1)])
-    del products
-    columns = [coefficients[i].shape[1] if coefficients[i].dim() == 2 else 1 for i in wanted]
-    lengths = _segment_lengths(
-        tuple((grads[i].numel() // c, 2 * c) for i, c in zip(wanted, columns)),
-        grads[wanted[0]].device)
-    sums = torch.segment_reduce(flat, 'sum', lengths=lengths)
-    start = 0
-    for i, c in zip(wanted, columns):
-        result[i] = sums[start:start + 2 * c].view(coefficients[i].shape)
-        start += 2 * c
-
-
-@functools.lru_cache(maxsize=64)
-def _segment_lengths(spans: Tuple[Tuple[int, int], ...], device: torch.device) -> Tensor:
-    """``(length, count)`` spans -> the int64 segment lengths, on ``device`` (made once)."""
-    return torch.tensor([length for length, count in spans for _ in range(count)],
-                        dtype=torch.int64, device=device)
 
 
 def block_syntheses(model: nn.Module) -> List[BlockSynthesis]:

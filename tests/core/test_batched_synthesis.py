@@ -44,13 +44,13 @@ def loss_and_grads(model, x):
     return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize('segmented', [False, True], ids=['dots', 'segmented'])
+@pytest.mark.parametrize('flat', [False, True], ids=['foreach', 'flat'])
 @pytest.mark.parametrize('cfg, repl, size', CASES)
-def test_batched_equals_per_tensor_synthesis(cfg, repl, size, segmented, monkeypatch):
+def test_batched_equals_per_tensor_synthesis(cfg, repl, size, flat, monkeypatch):
     """The backbone's one node and the blocks' own nodes give the per-tensor reference's loss bit
-    for bit, and its gradients, with the coefficient gradients summed either way (dot products:
-    the CPU's; one segmented sum: CUDA's)."""
-    monkeypatch.setitem(synthesis.SEGMENTED_SUMS, 'cpu', segmented)
+    for bit, and its gradients, on either path (``foreach``: the CPU's; one flat buffer:
+    CUDA's)."""
+    monkeypatch.setitem(synthesis.FLAT_SYNTHESIS, 'cpu', flat)
     batched = build(cfg, repl).double()
     per_block = copy.deepcopy(batched)
     per_tensor = copy.deepcopy(batched)
@@ -193,10 +193,10 @@ def operator_counts(model, x):
 
 def test_batching_cuts_the_synthesis_operators(monkeypatch):
     """The extra operators of a fused ResNet-50 step over the plain step (45 replaced tensors),
-    with CUDA's coefficient-gradient sums: tensor by tensor, block by block and the backbone's
-    one node. What is left in the last are the neighbours' gradient accumulations (an ``add_``
+    on CUDA's path (one flat buffer): tensor by tensor, block by block and the backbone's one
+    node. What is left in the last are the neighbours' gradient accumulations (an ``add_``
     per use of a shared tensor, as any weight sharing costs) and the adapters' pads."""
-    monkeypatch.setitem(synthesis.SEGMENTED_SUMS, 'cpu', True)
+    monkeypatch.setitem(synthesis.FLAT_SYNTHESIS, 'cpu', True)
     x = torch.randn(2, 3, 64, 64)
     init_default_scope('mmpretrain')
     plain = operator_counts(MODELS.build(dict(type='ResNet', depth=50)), x)
@@ -214,6 +214,6 @@ def test_batching_cuts_the_synthesis_operators(monkeypatch):
                                if op not in ('aten::add_', 'aten::pad', 'aten::constant_pad_nd'))
                      for name, counts in extra.items()}
     assert extra['backbone']['aten::add_'] == 90
-    assert synthesis_ops['backbone'] <= 8, extra['backbone']
+    assert synthesis_ops['backbone'] <= 30, extra['backbone']  # 23 at this writing
     assert synthesis_ops['block'] >= 4 * synthesis_ops['backbone'], extra['block']
-    assert synthesis_ops['tensor'] >= 50 * synthesis_ops['backbone'], extra['tensor']
+    assert synthesis_ops['tensor'] >= 20 * synthesis_ops['backbone'], extra['tensor']

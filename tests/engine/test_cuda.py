@@ -1,7 +1,8 @@
 """The CUDA paths: device moves, fp16 AMP through mmengine's ``AmpOptimWrapper``, folding on the
-GPU, and ``TrainingCostHook``'s CUDA memory keys. Where no GPU is present (CI) the first test runs
-on the CPU and the others are skipped; run them on a GPU machine with
-``python -m pytest tests/test_cuda.py``. Only mmpretrain is needed,
+GPU, the flat synthesis against the per-tensor reference, the light surrogate under autocast and
+channels-last, and ``TrainingCostHook``'s CUDA memory keys. Where no GPU is present (CI) the first
+test runs on the CPU and the others are skipped; run them on a GPU machine with
+``python -m pytest tests/engine/test_cuda.py``. Only mmpretrain is needed,
 so they also run where mmcv is installed without its compiled ops."""
 import copy
 import glob
@@ -15,7 +16,8 @@ from mmengine.registry import init_default_scope
 
 import repl_mm  # noqa: F401
 from repl_mm.analysis.synthetic import synthetic_runner
-from repl_mm.core import COEFFICIENTS, fold_replaced_blocks, replaced_blocks
+from repl_mm.core import (COEFFICIENTS, block_syntheses, fold_replaced_blocks,
+                          replaced_blocks, synthesis)
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 needs_cuda = pytest.mark.skipif(DEVICE != 'cuda', reason='needs a CUDA device')
@@ -63,6 +65,71 @@ def test_cuda_outputs_equal_cpu_outputs_and_fold(kind):
         assert not list(replaced_blocks(gpu))
         for out, ref in zip(gpu(inputs.to(DEVICE)), outputs):
             torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def loss_and_grads(model, x):
+    model.zero_grad(set_to_none=True)
+    loss = sum(o.square().mean() for o in model(x))
+    loss.backward()
+    return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+@needs_cuda
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'channels_last'])
+@pytest.mark.parametrize('repl', [dict(kind='fused'), dict(kind='fused', granularity='channel'),
+                                  dict(kind='light')], ids=['fused', 'channel', 'light'])
+def test_cuda_flat_synthesis_equals_per_tensor_reference(repl, channels_last):
+    """On CUDA a backbone's replaced tensors are one flat buffer, and a tensor synthesised on its
+    own (folding, warm start) takes the same kernels: the loss equals the per-tensor reference's
+    bit for bit, the gradients to float64 rounding; the values keep the neighbours' layout."""
+    assert synthesis.FLAT_SYNTHESIS['cuda']
+    torch.manual_seed(0)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = build(dict(type='RepLResNet', depth=50, repl=repl)).double()
+    model = model.to('cuda', memory_format=memory_format)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    per_tensor = copy.deepcopy(model)
+    for group in block_syntheses(per_tensor):
+        group.remove()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, device='cuda').to(
+        memory_format=memory_format)
+    loss, grads = loss_and_grads(model, x)
+    ref_loss, ref_grads = loss_and_grads(per_tensor, x)
+    assert torch.equal(loss, ref_loss)
+    assert grads.keys() == ref_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-9, atol=1e-15, msg=name)
+    block = replaced_blocks(model)[0][1]
+    if repl['kind'] == 'fused':
+        prev = block.conv2.parametrizations.weight[0].neighbours[0]
+        assert block.conv2.weight.stride() == prev.weight.stride()
+
+
+@needs_cuda
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
+def test_cuda_light_surrogate_under_autocast_channels_last(dtype):
+    """The light surrogate under autocast on channels-last input: close to fp32, and the
+    backbone trains (finite coefficient gradients)."""
+    torch.manual_seed(0)
+    model = build(dict(type='RepLResNet', depth=50, repl=dict(kind='light')))
+    model = model.to('cuda', memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 64, device='cuda').to(memory_format=torch.channels_last)
+    surrogate = model.layer1[1]
+    features = torch.rand(2, 256, 16, 16, device='cuda').to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = surrogate(features)
+        with torch.autocast('cuda', dtype=dtype):
+            out = surrogate(features)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.02)
+    with torch.autocast('cuda', dtype=dtype):
+        outputs = model(x)
+    sum(o.float().square().mean() for o in outputs).backward()
+    for _, block in replaced_blocks(model):
+        for name, p in getattr(block, COEFFICIENTS).items():
+            assert torch.isfinite(p.grad).all(), name
 
 
 @needs_cuda
