@@ -306,6 +306,12 @@ class BlockSynthesis:
                     prefetched=False)
 
 
+def _distributed() -> bool:
+    """Whether this process is one of several of a ``torch.distributed`` run."""
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1)
+
+
 def synthesise_together(groups: Sequence[BlockSynthesis]) -> None:
     """Synthesise every tensor of ``groups`` in one ``_SynthesiseTensors`` node; each group gets
     its values, a new generation and the stamp of its sources."""
@@ -334,7 +340,11 @@ class BackboneSynthesis:
     forward, if every tensor they were made from is unchanged, and a forward hook withdraws them
     when the backbone's forward ends (a block called on its own afterwards synthesises afresh,
     see ``BlockSynthesis``). The node's backward runs once all replaced blocks' gradients have
-    arrived, that is near the end of the backward pass.
+    arrived, that is near the end of the backward pass, and so do the neighbours' gradients. In a
+    distributed run that would stall DDP, which all-reduces its gradient buckets strictly in
+    order (torch's ``Reducer::mark_bucket_ready``): the first bucket holding a neighbour would
+    hold every later bucket until the backward ends. So with more than one process each block
+    keeps its own node, and its neighbours' gradients are ready once its backward has run.
     """
 
     def __init__(self, backbone: nn.Module, groups: Sequence[BlockSynthesis]) -> None:
@@ -345,7 +355,7 @@ class BackboneSynthesis:
                         backbone.register_forward_hook(self.finish, always_call=True))
 
     def prefetch(self, module: nn.Module, args: tuple) -> None:
-        if torch.compiler.is_compiling() or not self.groups:
+        if torch.compiler.is_compiling() or not self.groups or _distributed():
             return
         for group in self.groups:
             group.reattach()

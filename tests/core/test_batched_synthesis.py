@@ -102,6 +102,19 @@ def test_one_synthesis_node_per_backbone_forward(monkeypatch):
     assert not any(m._forward_pre_hooks for m in (model, ))
 
 
+def test_each_block_keeps_its_node_in_a_distributed_run(monkeypatch):
+    """With several processes (DDP all-reduces its buckets in order) a neighbour's gradient must
+    be ready once its block's backward has run, not at the end of the backward pass."""
+    nodes = []
+    apply = synthesis._SynthesiseTensors.apply
+    monkeypatch.setattr(synthesis._SynthesiseTensors, 'apply',
+                        staticmethod(lambda owners, n, *t: nodes.append(n) or apply(owners, n, *t)))
+    monkeypatch.setattr(synthesis, '_distributed', lambda: True)
+    model = build(dict(type='RepLResNet', depth=50), dict(kind='fused'))
+    loss_and_grads(model, torch.randn(2, 3, 64, 64))
+    assert sorted(nodes) == sorted(len(g.syntheses) for g in block_syntheses(model))
+
+
 def test_values_are_never_stale():
     """Values live from a block's forward to their backward (a checkpoint's recomputation reads
     them), and only while current: an optimizer step, a device/dtype move or another grad mode

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU measurements of docs/benchmarks.md's "GPU: measured and still to measure", in one run.
+#
+#   bash benchmarks/gpu_issue17.sh OUT_DIR [tests|backbone|models|all]
+#
+# On a CUDA machine with repl-mm's stack. Every output goes to OUT_DIR (one log per command,
+# benchmark.py's JSON and tables under OUT_DIR/<name>/). Sections, in the order of importance:
+#   tests     tests/engine/test_cuda.py: the flat synthesis against the per-tensor reference
+#             (loss bit for bit), the light surrogate under fp16/bf16 autocast on channels-last
+#   backbone  ResNet-50 backbone at 16x3x512x512 (the targets' setting): same-process A/B of
+#             plain/fused/light/removed in fp32, fp16 autocast and bf16 channels-last; batch 2
+#             with per-block and per-tensor synthesis (launch-bound); separate processes with the
+#             optimizer step, fp32 and --amp, against checkpointing and AMP
+#   models    Mask R-CNN and UPerNet RepL-R50, whole train steps at their configs' per-GPU batch,
+#             fp32 and --amp, against frozen stages and checkpointing (Mask R-CNN's RoIAlign
+#             needs mmcv built with its CUDA ops)
+set -u
+OUT=${1:?usage: gpu_issue17.sh OUT_DIR [tests|backbone|models|all]}
+SECTION=${2:-all}
+PY=${PYTHON:-python}
+R50=configs/repl_resnet50_imagenet.py
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+
+run() {  # run NAME COMMAND...: the command's output to OUT/NAME.log and the terminal
+    local name=$1
+    shift
+    echo "== $name: $*"
+    local start=$SECONDS
+    "$@" 2>&1 | tee "$OUT/$name.log"
+    echo "== $name: exit ${PIPESTATUS[0]} in $((SECONDS - start)) s"
+}
+
+wanted() { [ "$SECTION" = all ] || [ "$SECTION" = "$1" ]; }
+
+if wanted tests; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
+    run cuda_tests "$PY" -m pytest -q tests/engine/test_cuda.py
+fi
+
+if wanted backbone; then
+    AB=(benchmarks/profile_backbone.py "$R50" --kinds fused light removed --shape 512 512
+        --device cuda --top 0)
+    run ab_b16_fp32 "$PY" "${AB[@]}" --batch-size 16 --steps 10 --rounds 4
+    run ab_b16_fp16 "$PY" "${AB[@]}" --batch-size 16 --steps 10 --rounds 4 --amp fp16
+    run ab_b16_bf16_channels_last "$PY" "${AB[@]}" --batch-size 16 --steps 10 --rounds 4 \
+        --amp bf16 --channels-last
+    run ab_b2_fp32 "$PY" "${AB[@]}" --batch-size 2 --steps 20 --rounds 5 --per-block --per-tensor
+    run profile_b16_light "$PY" benchmarks/profile_backbone.py "$R50" --kinds light removed \
+        --shape 512 512 --device cuda --batch-size 16 --steps 5 --rounds 1 --top 15
+    BENCH=(benchmarks/benchmark.py "$R50" --backbone-only --shape 512 512 --batch-size 16
+           --repeats 2 --iters 10 --warmup 3 --device cuda)
+    run bench_b16_fp32 "$PY" "${BENCH[@]}" --out "$OUT/bench_b16_fp32" \
+        --variants baseline repl-fused repl-light removed checkpointing amp
+    run bench_b16_amp "$PY" "${BENCH[@]}" --out "$OUT/bench_b16_amp" --amp \
+        --variants baseline repl-fused repl-light removed checkpointing
+fi
+
+if wanted models; then
+    for config in configs/mask_rcnn_repl_r50_coco.py \
+                  configs/upernet_repl_r50_cityscapes-512x1024.py; do
+        name=$(basename "$config" .py)
+        MODEL=(benchmarks/benchmark.py "$config" --repeats 2 --iters 10 --warmup 3 --device cuda
+               --variants baseline repl-fused repl-light removed frozen-stages checkpointing)
+        run "${name}_fp32" "$PY" "${MODEL[@]}" --out "$OUT/${name}_fp32"
+        run "${name}_amp" "$PY" "${MODEL[@]}" --out "$OUT/${name}_amp" --amp
+    done
+fi
