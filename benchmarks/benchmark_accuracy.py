@@ -3,6 +3,7 @@
     python tools/make_demo_data.py fashion-mnist --out data/fashion_mnist    # once
     python benchmarks/benchmark_accuracy.py run --setting resnet32 --seeds 0 1 2
     python benchmarks/benchmark_accuracy.py report                               # markdown tables
+    python benchmarks/benchmark_accuracy.py compare --out NEW --against OLD     # two result sets
 
 Every (setting, variant, seed) trains in its own process through tools/train.py into
 ``<out>/<setting>/<variant>/seed<k>/`` and leaves a ``result.json`` there; runs that have one are
@@ -285,9 +286,32 @@ def report(out: str) -> None:
             print('\n' + '\n'.join(analysis))
 
 
+def compare(out: str, against: str, setting: str, variants: List[str]) -> None:
+    """Each of ``variants`` in ``out`` minus the same variant in ``against`` (another code
+    version or setting, e.g. an archived grid), paired by seed, and against ``against``'s
+    removed and baseline where it has them."""
+    ours, theirs = load_results(out, setting), load_results(against, setting)
+    print(f'| difference (top-1 points), {osp.basename(out)} - {osp.basename(against)} | seeds '
+          '| per seed | mean | std | 95% CI (t, n-1 df) |')
+    print('|---|---:|---|---:|---:|---|')
+    for variant in variants:
+        for other in (variant, 'removed', 'baseline'):
+            if variant not in ours or other not in theirs:
+                continue
+            d = paired_difference(ours[variant], theirs[other])
+            if d is None:
+                continue
+            per_seed = ', '.join(f'{x:+.2f} ({s})' for s, x in zip(d['seeds'], d['diffs']))
+            std = '' if math.isnan(d['std']) else f'{d["std"]:.2f}'
+            ci = ('' if d['n'] < 2 else f'[{d["low"]:+.2f}, {d["high"]:+.2f}]'
+                  + (' includes 0' if d['low'] <= 0 <= d['high'] else ''))
+            print(f'| {variant} - {other} (theirs) | {d["n"]} | {per_seed} | {d["mean"]:+.2f} '
+                  f'| {std} | {ci} |')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('command', choices=['run', 'report'])
+    parser.add_argument('command', choices=['run', 'report', 'compare'])
     parser.add_argument('--setting', nargs='+', default=['resnet32'], choices=list(SETTINGS))
     parser.add_argument('--variants', nargs='+', default=None,
                         help='default: every variant of the setting\'s family')
@@ -300,10 +324,18 @@ def main() -> None:
                         'order given')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='key=value pairs added to every run (use another --out for them)')
+    parser.add_argument('--against', help='compare: the other results folder (its --out)')
     args = parser.parse_args()
     out = osp.abspath(args.out)
     if args.command == 'report':
         report(out)
+        return
+    if args.command == 'compare':
+        if not args.against:
+            parser.error('compare needs --against OTHER_OUT')
+        for setting in args.setting:
+            compare(out, osp.abspath(args.against), setting,
+                    args.variants or VARIANTS[family(setting)])
         return
     runs = [(setting, variant, seed) for seed in args.seeds for setting in args.setting
             for variant in args.variants or VARIANTS[family(setting)]]

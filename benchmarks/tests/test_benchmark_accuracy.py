@@ -87,3 +87,15 @@ def test_report_says_when_deleting_wins(tmp_path):
     # light - removed per seed: -1.0, -1.0, -0.9: mean -0.97, std 0.06, half-width 0.14
     assert ('repl-light scores 0.97 points under removed (95% CI [-1.11, -0.82], n=3: excludes '
             'zero); -0.57 against the baseline') in text
+
+
+def test_compare_pairs_one_variant_across_two_result_sets(tmp_path):
+    write_results(tmp_path / 'old')
+    write_results(tmp_path / 'new', dict(TOP1, **{'repl-light': [88.5, 88.6, 88.0]}))
+    text = run_tool('benchmarks/benchmark_accuracy.py', 'compare', '--setting', SETTING,
+                    '--variants', 'repl-light', '--out', str(tmp_path / 'new'), '--against',
+                    str(tmp_path / 'old')).stdout
+    rows = {line.split(' | ')[0]: line for line in text.splitlines() if line.startswith('| repl')}
+    assert '+0.40 (0), +0.10 (1), +0.30 (2) | +0.27' in rows['| repl-light - repl-light (theirs)']
+    assert '+0.50 (0), +0.40 (1), +0.20 (2) | +0.37' in rows['| repl-light - removed (theirs)']
+    assert '| repl-light - baseline (theirs) | 3 |' in text
