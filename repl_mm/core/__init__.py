@@ -10,7 +10,8 @@ from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplC
 from .config import KINDS, ReplacementConfig
 from .errors import AdapterError, CheckpointMismatchError, PlanError, ReplError
 from .fold import fold_replaced_blocks
-from .light import LightConvSurrogate, LightLinearSurrogate, LightSpec
+from .light import (LightConvSurrogate, LightLinearSurrogate, LightSpec,
+                    NormFreeLightConvSurrogate)
 from .plan import ReplacementPlan, default_blocks, format_blocks, resolve_plan, suggest_blocks
 from .replace import RemovedBlock, replace_blocks
 from .state_dict_guard import StateDictGuard, warm_start_coefficients
@@ -20,10 +21,11 @@ from .synthesis import (GRANULARITIES, BackboneSynthesis, BlockSynthesis, Neighb
 __all__ = [
     'ADAPTERS', 'ADAPTER_MODULES', 'COEFFICIENTS', 'GRANULARITIES', 'KINDS', 'AdapterError',
     'BackboneSynthesis', 'BlockSynthesis', 'CheckpointMismatchError', 'CoefficientSpec',
-    'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis', 'PlanError',
-    'RemovedBlock', 'ReplCoefficients', 'ReplError', 'ReplacementConfig', 'ReplacementPlan',
-    'StateDictGuard', 'backbone_syntheses', 'block_syntheses', 'build_adapter',
-    'checkpoint_without_reentry', 'default_blocks', 'fold_replaced_blocks', 'format_blocks',
-    'is_coefficient', 'is_replaced', 'replace_blocks', 'replaced_blocks', 'resolve_plan',
-    'suggest_blocks', 'synthesised_numel', 'warm_start_coefficients'
+    'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis',
+    'NormFreeLightConvSurrogate', 'PlanError', 'RemovedBlock', 'ReplCoefficients', 'ReplError',
+    'ReplacementConfig', 'ReplacementPlan', 'StateDictGuard', 'backbone_syntheses',
+    'block_syntheses', 'build_adapter', 'checkpoint_without_reentry', 'default_blocks',
+    'fold_replaced_blocks', 'format_blocks', 'is_coefficient', 'is_replaced', 'replace_blocks',
+    'replaced_blocks', 'resolve_plan', 'suggest_blocks', 'synthesised_numel',
+    'warm_start_coefficients'
 ]

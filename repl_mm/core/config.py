@@ -5,6 +5,7 @@ from typing import Mapping, Optional, Tuple, Union
 
 from .adapters import ADAPTERS
 from .errors import ReplError
+from .light import LIGHT_NORMS
 from .synthesis import GRANULARITIES
 
 #: ``repl.kind`` values: what takes a planned block's place
@@ -40,6 +41,10 @@ class ReplacementConfig:
             coefficients, not the neighbours' weights.
         coefficient_lr_mult: scales every optimizer update of the coefficients
             (``coefficient_steps``: their gradients are sums over whole tensors).
+        light_norm: with ``kind='light'``, a conv block's surrogate: ``'batch'`` (a depthwise
+            conv and a batch norm) or ``'weight'`` (one depthwise conv with a standardised kernel,
+            no batch norm: fewer passes over the activations, another training behaviour; see
+            ``light``).
         warm_start: how the coefficients start when a plain (pretrained) state dict is
             loaded: ``'weights'`` (least squares in weight space), ``'identity'`` (each replaced
             block starts as its shortcut) or ``'activations'`` (fitted to the plain network's
@@ -56,6 +61,7 @@ class ReplacementConfig:
     adapter: str = 'slice_pad'
     detach_neighbours: bool = False
     coefficient_lr_mult: float = 1.0
+    light_norm: str = 'batch'
     warm_start: Union[bool, str] = True
 
     @classmethod
@@ -75,7 +81,8 @@ class ReplacementConfig:
     def check(self) -> None:
         for name, value, valid in (('kind', self.kind, KINDS),
                                    ('granularity', self.granularity, GRANULARITIES),
-                                   ('adapter', self.adapter, ADAPTERS)):
+                                   ('adapter', self.adapter, ADAPTERS),
+                                   ('light_norm', self.light_norm, LIGHT_NORMS)):
             if value not in valid:
                 raise ReplError(f'repl.{name}={value!r} is unknown; choose one of {valid}.')
         if len(tuple(self.init)) != 2:

@@ -5,20 +5,24 @@ compute. A light surrogate also saves the compute: it keeps only the block's res
 and puts one cheap operator inside it, whose parameters are synthesised from the neighbours like a
 fused block's (``P = a * adapt(P_prev) + b * adapt(P_next)``):
 
-* ``LightConvSurrogate`` (conv blocks, ``(N, C, H, W)``):
-  ``y = relu(x + scale * dwconv_{ws(K)}(x) + shift)``, a depthwise ``k x k`` conv over the block's
-  ``C`` channels whose kernel is scaled-weight-standardised (zero mean, unit norm per channel,
-  as in normaliser-free ResNets): the branch is centred and keeps its input's scale without a
-  batch norm. The kernel for channel ``i`` is the diagonal ``K[i, i]`` of the neighbours' ``k x
-  k`` kernels (channel-resampled to ``C``), i.e. the part of each neighbour's spatial filter that
-  maps a channel onto itself; ``scale`` and ``shift`` come from the neighbours' last norm's
-  weight and bias. The residual, the scale and the shift fold into the kernel and the conv's bias,
-  so the whole surrogate is one depthwise conv and an in-place ReLU: the only passes over the
-  ``(N, C, H, W)`` map are the conv's and the ReLU's, forward and backward, and nothing but its
-  input and output is kept for the backward (a surrogate with a batch norm makes about three
-  times the passes and keeps two more maps; docs/benchmarks.md). For a ResNet-50 bottleneck
+* ``LightConvSurrogate`` (conv blocks, ``(N, C, H, W)``, ``repl.light_norm='batch'``, the
+  default): ``y = relu(x + norm(dwconv(x)))``, a depthwise ``k x k`` conv over the block's ``C``
+  channels and a batch norm. The kernel for channel ``i`` is the diagonal ``K[i, i]`` of the
+  neighbours' ``k x k`` kernels (channel-resampled to ``C``), i.e. the part of each neighbour's
+  spatial filter that maps a channel onto itself; the norm's affine parameters come from the
+  neighbours' last norm, its running statistics are its own. For a ResNet-50 bottleneck
   (``C = 4c``) that is ``9 C`` multiply-adds per pixel against ``17 c^2``: about 3% of the block
-  at ``c = 64``.
+  at ``c = 64``. Its FLOPs are few, but it passes over the ``(N, C, H, W)`` map about as often as
+  the block it replaces (conv, norm statistics and normalisation, sum, ReLU: about ten times
+  forward, a dozen backward), which is what a memory-bound GPU pays for.
+* ``NormFreeLightConvSurrogate`` (``repl.light_norm='weight'``):
+  ``y = relu(x + scale * dwconv_{ws(K)}(x) + shift)``, the same kernel scaled-weight-standardised
+  (zero mean, unit norm per channel, as in normaliser-free ResNets) instead of a batch norm after
+  it, ``scale`` and ``shift`` from the neighbours' last norm. The residual, the scale and the
+  shift fold into the kernel and the conv's bias, so the surrogate is one depthwise conv and an
+  in-place ReLU: four passes over the map forward, about seven backward, and nothing kept for the
+  backward but its input and output. It trains differently from the batch-norm surrogate
+  (docs/benchmarks.md measures both).
 * ``LightLinearSurrogate`` (transformer blocks, ``(N, L, d)`` tokens): ``y = x + W norm(x) + b``,
   one ``d x d`` linear map synthesised from the neighbours' attention output projection, with the
   neighbours' first norm: ``d^2`` multiply-adds per token against ``>= 12 d^2`` for the block
@@ -36,6 +40,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .adapters import _resample_channels
+from .errors import PlanError
 
 OPERATORS = ('depthwise', 'linear')
 
@@ -78,6 +83,35 @@ class DiagonalKernelAdapter(nn.Module):
 
 
 class LightConvSurrogate(nn.Module):
+    """``y = relu(x + norm(dwconv(x)))`` on ``(N, C, H, W)``; see the module docstring.
+
+    Synthesised parameters: ``conv.weight`` ``(C, 1, k, k)``, ``norm.weight`` and ``norm.bias``
+    ``(C,)``; the norm's running statistics are its own.
+    """
+
+    residual_ends = ('norm.weight', 'norm.bias')
+
+    def __init__(self, norm: nn.Module, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
+                              groups=channels, bias=False)
+        self.norm = norm
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.norm(self.conv(x))
+        # in place on the norm's fresh output, as the ResNet blocks do: no (N, C, H, W)
+        # temporaries for the sum and the ReLU (norm backward does not read its output)
+        out += x
+        return out.relu_()
+
+    def sources(self, spec: 'LightSpec') -> List[Tuple[str, str, Optional[nn.Module]]]:
+        """``(tensor path here, tensor path in a block, adapter)`` of each synthesised tensor."""
+        return [('conv.weight', spec.weight, DiagonalKernelAdapter(self.conv.weight.shape[0])),
+                ('norm.weight', f'{spec.norm}.weight', None),
+                ('norm.bias', f'{spec.norm}.bias', None)]
+
+
+class NormFreeLightConvSurrogate(nn.Module):
     """``y = relu(x + scale * dwconv_{ws(weight)}(x) + shift)`` on ``(N, C, H, W)``.
 
     Parameters (all synthesised when the surrogate replaces a block): ``weight`` ``(C, 1, k, k)``,
@@ -141,15 +175,28 @@ class LightLinearSurrogate(nn.Module):
         return sources + [(f'norm.{t}', f'{spec.norm}.{t}', None) for t in ('weight', 'bias')]
 
 
-def build_light_surrogate(spec: LightSpec, norm: nn.Module,
-                          weight_shape: Sequence[int]) -> nn.Module:
+#: ``repl.light_norm`` values: what normalises a conv block's light surrogate
+LIGHT_NORMS = ('batch', 'weight')
+
+
+def build_light_surrogate(spec: LightSpec, norm: nn.Module, weight_shape: Sequence[int],
+                          light_norm: str = 'batch') -> nn.Module:
     """The surrogate for a block whose ``spec.weight`` has ``weight_shape``.
 
     Args:
-        norm: the replaced block's own norm module at ``spec.norm``: its size is the
-            surrogate's channel count; a linear surrogate takes the module itself (its
-            running statistics, if any, stay the block's own).
+        norm: the replaced block's own norm module at ``spec.norm``; it moves into the
+            surrogate (its running statistics stay the block's own), except with
+            ``light_norm='weight'``, which has no norm (it only reads its size).
+        light_norm: ``'batch'`` (``LightConvSurrogate``) or ``'weight'``
+            (``NormFreeLightConvSurrogate``); conv blocks only.
     """
     if spec.operator == 'depthwise':
-        return LightConvSurrogate(norm.weight.shape[0], weight_shape[-1])
+        channels = norm.weight.shape[0]
+        if light_norm == 'weight':
+            return NormFreeLightConvSurrogate(channels, weight_shape[-1])
+        return LightConvSurrogate(norm, channels, weight_shape[-1])
+    if light_norm != 'batch':
+        raise PlanError(f"repl.light_norm={light_norm!r} chooses how a conv block's light "
+                        f'surrogate is normalised; a transformer block\'s surrogate is a linear '
+                        f"map after the block's own layer norm. Leave light_norm at 'batch'.")
     return LightLinearSurrogate(norm, weight_shape[0], bias=spec.bias is not None)

@@ -134,7 +134,8 @@ def _replace_light(block: nn.Module, name: str, prev_block: nn.Module, prev_name
     """Build the light surrogate of ``block``; its tensors are synthesised from the neighbours."""
     weight_owner, _, weight_name = spec.weight.rpartition('.')
     own_weight = getattr(block.get_submodule(weight_owner), weight_name)
-    surrogate = build_light_surrogate(spec, block.get_submodule(spec.norm), own_weight.shape)
+    surrogate = build_light_surrogate(spec, block.get_submodule(spec.norm), own_weight.shape,
+                                      config.light_norm)
     neighbours = ((prev_block, prev_name), (next_block, next_name))
     targets = []
     for path, source_path, adapter in surrogate.sources(spec):

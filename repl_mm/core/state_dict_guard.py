@@ -117,11 +117,9 @@ class StateDictGuard:
             raise CheckpointMismatchError(
                 f'The checkpoint\'s replaced block {prefix}{path} has coefficients '
                 f'{sorted(theirs)}, this model\'s has {sorted(ours)}: it was trained with '
-                f'another repl.kind or repl.granularity (set them to the checkpoint\'s), or, '
-                f'for a light surrogate, with another version of repl-mm (the conv surrogate '
-                f'with a batch norm, keys conv_weight/norm_weight/norm_bias, was replaced by the '
-                f'normaliser-free one, keys weight/scale/shift; fold the checkpoint with the '
-                f'repl-mm that trained it).',
+                f'another repl.kind, repl.granularity or, for a light conv surrogate, '
+                f"repl.light_norm ('batch': keys conv_weight, norm_weight, norm_bias; "
+                f"'weight': weight, scale, shift). Set them to the checkpoint's.",
                 block=prefix + path, checkpoint_keys=sorted(theirs), model_keys=sorted(ours))
         for key, shape in ours.items():
             if theirs[key] != shape:

@@ -20,6 +20,7 @@ CASES = [
     (dict(type='RepLResNet', depth=50), dict(kind='fused'), 64),
     (dict(type='RepLResNet', depth=50), dict(kind='fused', granularity='channel'), 64),
     (dict(type='RepLResNet', depth=50), dict(kind='light'), 64),
+    (dict(type='RepLResNet', depth=50), dict(kind='light', light_norm='weight'), 64),
     (dict(type='RepLResNet', depth=50), dict(kind='fused', detach_neighbours=True), 64),
     (VIT, dict(kind='fused', granularity='submodule'), 32),
     (VIT, dict(kind='light'), 32),

@@ -7,8 +7,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from repl_mm.core import (COEFFICIENTS, CheckpointMismatchError, LightConvSurrogate,
-                          LightLinearSurrogate, LightSpec, PlanError, ReplacementConfig,
-                          ReplError, fold_replaced_blocks, is_replaced, replace_blocks)
+                          LightLinearSurrogate, LightSpec, NormFreeLightConvSurrogate, PlanError,
+                          ReplacementConfig, ReplError, fold_replaced_blocks, is_replaced,
+                          replace_blocks)
 
 
 class Bottleneck(nn.Module):
@@ -62,32 +63,43 @@ def conv_net(c=8, **repl):
     return wrapper
 
 
+def tensor_at(module, path):
+    owner, _, name = path.rpartition('.')
+    return getattr(module.get_submodule(owner), name)
+
+
 def flops(module, x):
     with FlopCounterMode(display=False) as counter:
         module(x)
     return counter.get_total_flops()
 
 
-def test_light_conv_surrogate_costs_under_15_percent_and_trains():
+@pytest.mark.parametrize('light_norm, keys', [
+    ('batch', ('conv.weight', 'norm.weight', 'conv_weight')),
+    ('weight', ('weight', 'scale', 'weight'))])
+def test_light_conv_surrogate_costs_under_15_percent_and_trains(light_norm, keys):
     # cost ratio 9 * 4c / (17 c^2) = 2.1 / c: 6.6% at c = 32 (ResNet-50 has c >= 64)
-    net = conv_net(c=32, kind='light')
+    net = conv_net(c=32, kind='light', light_norm=light_norm)
     x = torch.randn(2, 128, 16, 16)
     assert flops(net.blocks[1], x) <= 0.15 * flops(Bottleneck(32), x)
-    net = conv_net(kind='light')
+    net = conv_net(kind='light', light_norm=light_norm)
     surrogate = net.blocks[1]
-    assert isinstance(surrogate, LightConvSurrogate) and is_replaced(surrogate)
+    kind = LightConvSurrogate if light_norm == 'batch' else NormFreeLightConvSurrogate
+    assert isinstance(surrogate, kind) and is_replaced(surrogate)
     x = torch.randn(2, 32, 16, 16)
     # its depthwise kernel is the diagonal of the neighbours' 3x3 kernels mixed by (a, b), each
     # of the c diagonal kernels repeated for 4 consecutive of the block's 4c channels
-    a, b = surrogate.repl_coefficients['weight'].tolist()
+    kernel, scale, key = keys
+    a, b = surrogate.repl_coefficients[key].tolist()
     prev, nxt = (net.blocks[i].conv2.weight for i in (0, 2))
     diagonal = torch.stack([a * prev[i, i] + b * nxt[i, i] for i in range(8)])
-    torch.testing.assert_close(surrogate.weight[:, 0], diagonal.repeat_interleave(4, 0))
-    torch.testing.assert_close(surrogate.scale,
+    torch.testing.assert_close(tensor_at(surrogate, kernel)[:, 0],
+                               diagonal.repeat_interleave(4, 0))
+    torch.testing.assert_close(tensor_at(surrogate, scale),
                                0.5 * (net.blocks[0].bn3.weight + net.blocks[2].bn3.weight))
     out = net.blocks(x.requires_grad_())
     out.sum().backward()
-    assert surrogate.repl_coefficients['weight'].grad.abs().sum() > 0
+    assert surrogate.repl_coefficients[key].grad.abs().sum() > 0
     assert net.blocks[0].conv2.weight.grad.abs().sum() > 0
     own = [n for n, _ in surrogate.named_parameters() if COEFFICIENTS not in n]
     assert own == []
@@ -95,7 +107,7 @@ def test_light_conv_surrogate_costs_under_15_percent_and_trains():
 
 def test_light_conv_surrogate_is_its_formula():
     # relu(x + scale * dwconv(x, standardised kernel) + shift), kernel standardised per channel
-    surrogate = LightConvSurrogate(6, 3)
+    surrogate = NormFreeLightConvSurrogate(6, 3)
     with torch.no_grad():
         surrogate.weight.normal_()
         surrogate.scale.uniform_(0.5, 1.5)
@@ -113,12 +125,12 @@ def test_light_conv_surrogate_is_its_formula():
     torch.testing.assert_close(surrogate(flat)[inner],
                                torch.relu(flat + surrogate.shift.view(1, -1, 1, 1))[inner])
     with pytest.raises(ValueError, match='1x1'):
-        LightConvSurrogate(6, 1)
+        NormFreeLightConvSurrogate(6, 1)
 
 
-def test_light_conv_surrogate_keeps_only_its_input_and_output_for_backward():
+def test_norm_free_surrogate_keeps_only_its_input_and_output_for_backward():
     # the memory a surrogate adds to a training step: what autograd saves of (N, C, H, W) size
-    surrogate = conv_net(kind='light').blocks[1]
+    surrogate = conv_net(kind='light', light_norm='weight').blocks[1]
     x = torch.randn(2, 32, 16, 16, requires_grad=True)
     saved = []
 
@@ -132,12 +144,17 @@ def test_light_conv_surrogate_keeps_only_its_input_and_output_for_backward():
     assert set(saved) <= {x.data_ptr(), out.data_ptr()}, saved
     out.sum().backward()
     assert x.grad is not None
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        conv_net(kind='light').blocks[1](x)  # the batch-norm surrogate keeps two more maps
+    assert len(set(saved) - {x.data_ptr()}) >= 2
 
 
-@pytest.mark.parametrize('kind', ['fused', 'light'])
+@pytest.mark.parametrize('kind', ['fused', 'light', 'light/weight'])
 @pytest.mark.parametrize('granularity', ['tensor', 'channel'])
 def test_folding_reproduces_outputs(kind, granularity):
-    net = conv_net(kind=kind, granularity=granularity)
+    kind, _, light_norm = kind.partition('/')
+    net = conv_net(kind=kind, granularity=granularity, light_norm=light_norm or 'batch')
     with torch.no_grad():
         for p in net.parameters():  # move the coefficients off their init
             p.add_(0.01 * torch.randn_like(p))
@@ -194,12 +211,12 @@ def test_light_kind_needs_a_light_spec_and_a_shape_preserving_block():
 def test_deepcopy_of_light_model_is_independent():
     net = conv_net(kind='light')
     twin = copy.deepcopy(net)
-    assert twin.blocks[1].parametrizations.weight[0].neighbours[0] is twin.blocks[0].conv2
+    assert twin.blocks[1].conv.parametrizations.weight[0].neighbours[0] is twin.blocks[0].conv2
     with torch.no_grad():
         twin.blocks[0].conv2.weight.zero_()
         twin.blocks[2].conv2.weight.zero_()
-    assert twin.blocks[1].weight.abs().sum() == 0
-    assert net.blocks[1].weight.abs().sum() > 0
+    assert twin.blocks[1].conv.weight.abs().sum() == 0
+    assert net.blocks[1].conv.weight.abs().sum() > 0
 
 
 def test_removed_kind_deletes_the_planned_blocks():
@@ -212,16 +229,24 @@ def test_removed_kind_deletes_the_planned_blocks():
         p.numel() for p in Bottleneck().parameters())
 
 
-def test_checkpoint_of_the_batch_norm_surrogate_is_refused():
-    # an earlier repl-mm's light conv surrogate (dwconv + batch norm) has other coefficient keys
-    # under the same extra state: loading it would leave the new coefficients at their init
+def test_checkpoint_of_the_other_light_norm_is_refused():
+    # the two conv surrogates share the extra state (kind, granularity, adapter) but not their
+    # coefficient keys: loading one into the other would leave its coefficients at their init
+    state = conv_net(kind='light', light_norm='weight').state_dict()
     net = conv_net(kind='light')
-    state = net.state_dict()
-    for new, old in (('weight', 'conv_weight'), ('scale', 'norm_weight'),
-                     ('shift', 'norm_bias')):
-        for block in ('blocks.1', 'blocks.3'):
-            state[f'{block}.{COEFFICIENTS}.{old}'] = state.pop(f'{block}.{COEFFICIENTS}.{new}')
-    with pytest.raises(CheckpointMismatchError, match='another version of repl-mm') as error:
+    with pytest.raises(CheckpointMismatchError, match='repl.light_norm') as error:
         net.load_state_dict(state, strict=False)
-    assert error.value.checkpoint_keys == ['conv_weight', 'norm_bias', 'norm_weight']
-    assert error.value.model_keys == ['scale', 'shift', 'weight']
+    assert error.value.checkpoint_keys == ['scale', 'shift', 'weight']
+    assert error.value.model_keys == ['conv_weight', 'norm_bias', 'norm_weight']
+
+
+def test_light_norm_is_for_conv_surrogates():
+    with pytest.raises(ReplError, match="repl.light_norm='none' is unknown"):
+        ReplacementConfig.from_dict(dict(kind='light', light_norm='none'))
+    root = nn.Module()
+    root.layers = nn.ModuleList([Encoder() for _ in range(3)])
+    with pytest.raises(PlanError, match="a transformer block's surrogate"):
+        replace_blocks(root, [('layers', 'layers')],
+                       ReplacementConfig(kind='light', light_norm='weight'),
+                       light_spec=lambda block: LightSpec('linear', 'attn.out_proj.weight', 'ln1',
+                                                          bias='attn.out_proj.bias'))

@@ -108,22 +108,26 @@ def test_cuda_flat_synthesis_equals_per_tensor_reference(repl, channels_last):
 
 
 @needs_cuda
+@pytest.mark.parametrize('light_norm', ['batch', 'weight'])
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
-def test_cuda_light_surrogate_under_autocast_channels_last(dtype):
+def test_cuda_light_surrogate_under_autocast_channels_last(dtype, light_norm):
     """The light surrogate under autocast on channels-last input: close to fp32, and the
     backbone trains (finite coefficient gradients)."""
     torch.manual_seed(0)
-    model = build(dict(type='RepLResNet', depth=50, repl=dict(kind='light')))
+    model = build(dict(type='RepLResNet', depth=50,
+                       repl=dict(kind='light', light_norm=light_norm)))
     model = model.to('cuda', memory_format=torch.channels_last)
     x = torch.randn(2, 3, 64, 64, device='cuda').to(memory_format=torch.channels_last)
     surrogate = model.layer1[1]
     features = torch.rand(2, 256, 16, 16, device='cuda').to(memory_format=torch.channels_last)
+    surrogate.eval()  # the batch-norm surrogate: running statistics, the same in both
     with torch.no_grad():
         expected = surrogate(features)
         with torch.autocast('cuda', dtype=dtype):
             out = surrogate(features)
     assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.02)
+    surrogate.train()
     with torch.autocast('cuda', dtype=dtype):
         outputs = model(x)
     sum(o.float().square().mean() for o in outputs).backward()

@@ -69,7 +69,7 @@ def test_light_kind_trains_folds_and_costs_little(scope, cfg, size):
     sum(o.mean() for o in model(x)).backward()
     for stage, index in model.repl_plan.replaced:
         surrogate = getattr(model, stage)[index]
-        assert surrogate.repl_coefficients['weight'].grad is not None
+        assert surrogate.repl_coefficients['conv_weight'].grad is not None
         block = getattr(plain, stage)[index]
         channels = block.conv1.in_channels
         probe = torch.randn(1, channels, 16, 16)

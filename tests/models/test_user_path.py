@@ -230,7 +230,7 @@ def test_a_plain_checkpoint_in_a_removed_or_light_model(kind, warm_start, tmp_pa
         if warm_start == 'weights':
             assert 'Warm start' not in lines[0] and not zero and init
         else:
-            assert zero == {'scale', 'shift'} and init == {'weight'}
+            assert zero == {'norm_weight', 'norm_bias'} and init == {'conv_weight'}
 
 
 UPSTREAM_DECAY = {  # README's upstream configs: AdamW with decay on every parameter
