@@ -3,7 +3,8 @@
     python benchmarks/benchmark_blocks.py [--repeats 5] [--only resnet50 vit-b swin-t]
 
 * ResNet-50 (mmdet), each stage at the activations of a 2x3x512x512 batch: forward + backward of
-  the stage with its original blocks, with the default plan fused, and with it light; and the
+  the stage with its original blocks, with the default plan fused, and with it light (both conv
+  surrogates: ``repl.light_norm`` ``'batch'`` and ``'weight'``); and the
   synthesis overhead: forward + backward of all synthesised tensors of the fused backbone, as a
   fraction of the fused backbone's step.
 * ViT-B (mmpretrain): one encoder layer on 2x197x768 tokens: original, fused (synthesised from its
@@ -28,15 +29,16 @@ def build(scope: str, cfg: dict) -> nn.Module:
     return MODELS.build(cfg)
 
 
-def row(name, plain, fused, light):
-    return (f'| {name} | {plain["median"]:.3f} | {fused["median"]:.3f} '
-            f'({fused["median"] / plain["median"]:.2f}x) | {light["median"]:.3f} '
-            f'({light["median"] / plain["median"]:.2f}x) |')
+def row(name, plain, *others):
+    """``| name | plain s | other s (ratio) | ... |``."""
+    return (f'| {name} | {plain["median"]:.3f} | '
+            + ' | '.join(f'{t["median"]:.3f} ({t["median"] / plain["median"]:.2f}x)'
+                         for t in others) + ' |')
 
 
-def header(what):
-    print(f'| {what} | original s | fused s | light s |')
-    print('|---|---:|---:|---:|')
+def header(what, columns=('fused', 'light')):
+    print(f'| {what} | original s | ' + ' | '.join(f'{c} s' for c in columns) + ' |')
+    print('|---|---:|' + '---:|' * len(columns))
 
 
 def synthesis_step(model: nn.Module):
@@ -58,7 +60,8 @@ def synthesis_step(model: nn.Module):
 def resnet50(repeats: int) -> None:
     variants = {kind: build('mmdet', dict(type='RepLResNet', depth=50, repl=repl))
                 for kind, repl in (('plain', dict(blocks={})), ('fused', dict()),
-                                   ('light', dict(kind='light')))}
+                                   ('light', dict(kind='light')),
+                                   ('light_norm=weight', dict(kind='light', light_norm='weight')))}
     x = torch.randn(2, 3, 512, 512)
     with torch.no_grad():  # the stages' inputs for this batch
         plain = variants['plain']
@@ -68,15 +71,16 @@ def resnet50(repeats: int) -> None:
             inputs[name] = h
             h = getattr(plain, name)(h)
     print('ResNet-50 stages, forward + backward at the activations of a 2x3x512x512 batch')
-    header('stage (replaced blocks)')
+    kinds = [kind for kind in variants if kind != 'plain']
+    header('stage (replaced blocks)', kinds)
     for name in plain.res_layers:
         times = {kind: time_step(forward_backward(getattr(m, name),
                                                   inputs[name].clone().requires_grad_()),
                                  repeats) for kind, m in variants.items()}
         replaced = [i for stage, i in variants['fused'].repl_plan.replaced if stage == name]
-        print(row(f'{name} {replaced}', times['plain'], times['fused'], times['light']))
+        print(row(f'{name} {replaced}', times['plain'], *(times[k] for k in kinds)))
     times = {kind: time_step(forward_backward(m, x), repeats) for kind, m in variants.items()}
-    print(row('whole backbone', times['plain'], times['fused'], times['light']))
+    print(row('whole backbone', times['plain'], *(times[k] for k in kinds)))
     synthesis = time_step(synthesis_step(variants['fused']), repeats)
     print(f'\nSynthesis of all replaced tensors, forward + backward: '
           f'{synthesis["median"]:.4f} s = {synthesis["median"] / times["fused"]["median"]:.2%} '

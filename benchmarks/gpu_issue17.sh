@@ -8,7 +8,8 @@
 #   tests     tests/engine/test_cuda.py: the flat synthesis against the per-tensor reference
 #             (loss bit for bit), the light surrogate under fp16/bf16 autocast on channels-last
 #   backbone  ResNet-50 backbone at 16x3x512x512 (the targets' setting): same-process A/B of
-#             plain/fused/light/removed in fp32, fp16 autocast and bf16 channels-last; batch 2
+#             plain/fused/light/removed in fp32, fp16 autocast and bf16 channels-last, for both
+#             light conv surrogates (repl.light_norm batch and weight); batch 2
 #             with per-block and per-tensor synthesis (launch-bound); separate processes with the
 #             optimizer step, fp32 and --amp, against checkpointing and AMP
 #   models    Mask R-CNN and UPerNet RepL-R50, whole train steps at their configs' per-GPU batch,
@@ -41,19 +42,28 @@ fi
 if wanted backbone; then
     AB=(benchmarks/profile_backbone.py "$R50" --kinds fused light removed --shape 512 512
         --device cuda --top 0)
-    run ab_b16_fp32 "$PY" "${AB[@]}" --batch-size 16 --steps 10 --rounds 4
-    run ab_b16_fp16 "$PY" "${AB[@]}" --batch-size 16 --steps 10 --rounds 4 --amp fp16
-    run ab_b16_bf16_channels_last "$PY" "${AB[@]}" --batch-size 16 --steps 10 --rounds 4 \
-        --amp bf16 --channels-last
+    for norm in batch weight; do  # the two light conv surrogates (repl.light_norm)
+        LN=(--cfg-options model.backbone.repl.light_norm=$norm)
+        run ab_b16_fp32_$norm "$PY" "${AB[@]}" --batch-size 16 --steps 10 --rounds 4 "${LN[@]}"
+        run ab_b16_fp16_$norm "$PY" "${AB[@]}" --batch-size 16 --steps 10 --rounds 4 \
+            --amp fp16 "${LN[@]}"
+        run ab_b16_bf16_channels_last_$norm "$PY" "${AB[@]}" --batch-size 16 --steps 10 \
+            --rounds 4 --amp bf16 --channels-last "${LN[@]}"
+        run profile_b16_light_$norm "$PY" benchmarks/profile_backbone.py "$R50" --kinds light \
+            removed --shape 512 512 --device cuda --batch-size 16 --steps 5 --rounds 1 --top 15 \
+            "${LN[@]}"
+    done
     run ab_b2_fp32 "$PY" "${AB[@]}" --batch-size 2 --steps 20 --rounds 5 --per-block --per-tensor
-    run profile_b16_light "$PY" benchmarks/profile_backbone.py "$R50" --kinds light removed \
-        --shape 512 512 --device cuda --batch-size 16 --steps 5 --rounds 1 --top 15
     BENCH=(benchmarks/benchmark.py "$R50" --backbone-only --shape 512 512 --batch-size 16
            --repeats 2 --iters 10 --warmup 3 --device cuda)
     run bench_b16_fp32 "$PY" "${BENCH[@]}" --out "$OUT/bench_b16_fp32" \
         --variants baseline repl-fused repl-light removed checkpointing amp
     run bench_b16_amp "$PY" "${BENCH[@]}" --out "$OUT/bench_b16_amp" --amp \
         --variants baseline repl-fused repl-light removed checkpointing
+    WEIGHT=(--variants baseline repl-light --cfg-options model.backbone.repl.light_norm=weight)
+    run bench_b16_fp32_weight "$PY" "${BENCH[@]}" --out "$OUT/bench_b16_fp32_weight" "${WEIGHT[@]}"
+    run bench_b16_amp_weight "$PY" "${BENCH[@]}" --out "$OUT/bench_b16_amp_weight" --amp \
+        "${WEIGHT[@]}"
 fi
 
 if wanted models; then
@@ -64,5 +74,8 @@ if wanted models; then
                --variants baseline repl-fused repl-light removed frozen-stages checkpointing)
         run "${name}_fp32" "$PY" "${MODEL[@]}" --out "$OUT/${name}_fp32"
         run "${name}_amp" "$PY" "${MODEL[@]}" --out "$OUT/${name}_amp" --amp
+        run "${name}_amp_weight" "$PY" benchmarks/benchmark.py "$config" --repeats 2 --iters 10 \
+            --warmup 3 --device cuda --amp --out "$OUT/${name}_amp_weight" \
+            --variants baseline repl-light --cfg-options model.backbone.repl.light_norm=weight
     done
 fi
