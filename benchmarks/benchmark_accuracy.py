@@ -206,14 +206,18 @@ def differences_table(rows: Dict[str, List[dict]]) -> List[str]:
              '|---|---:|---|---:|---:|---|']
     for a, b in comparisons(rows):
         d = paired_difference(rows[a], rows[b])
-        if d is None:
-            continue
-        per_seed = ', '.join(f'{x:+.2f} ({s})' for s, x in zip(d['seeds'], d['diffs']))
-        std = '' if math.isnan(d['std']) else f'{d["std"]:.2f}'
-        ci = ('' if d['n'] < 2 else f'[{d["low"]:+.2f}, {d["high"]:+.2f}]'
-              + (' includes 0' if d['low'] <= 0 <= d['high'] else ''))
-        lines.append(f'| {a} - {b} | {d["n"]} | {per_seed} | {d["mean"]:+.2f} | {std} | {ci} |')
+        if d is not None:
+            lines.append(difference_row(f'{a} - {b}', d))
     return lines
+
+
+def difference_row(label: str, d: dict) -> str:
+    """One markdown row of ``paired_difference``'s result ``d``."""
+    per_seed = ', '.join(f'{x:+.2f} ({s})' for s, x in zip(d['seeds'], d['diffs']))
+    std = '' if math.isnan(d['std']) else f'{d["std"]:.2f}'
+    ci = ('' if d['n'] < 2 else f'[{d["low"]:+.2f}, {d["high"]:+.2f}]'
+          + (' includes 0' if d['low'] <= 0 <= d['high'] else ''))
+    return f'| {label} | {d["n"]} | {per_seed} | {d["mean"]:+.2f} | {std} | {ci} |'
 
 
 def gap_analysis(rows: Dict[str, List[dict]]) -> List[str]:
@@ -299,14 +303,8 @@ def compare(out: str, against: str, setting: str, variants: List[str]) -> None:
             if variant not in ours or other not in theirs:
                 continue
             d = paired_difference(ours[variant], theirs[other])
-            if d is None:
-                continue
-            per_seed = ', '.join(f'{x:+.2f} ({s})' for s, x in zip(d['seeds'], d['diffs']))
-            std = '' if math.isnan(d['std']) else f'{d["std"]:.2f}'
-            ci = ('' if d['n'] < 2 else f'[{d["low"]:+.2f}, {d["high"]:+.2f}]'
-                  + (' includes 0' if d['low'] <= 0 <= d['high'] else ''))
-            print(f'| {variant} - {other} (theirs) | {d["n"]} | {per_seed} | {d["mean"]:+.2f} '
-                  f'| {std} | {ci} |')
+            if d is not None:
+                print(difference_row(f'{variant} - {other} (theirs)', d))
 
 
 def main() -> None:
