@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--per-block', action='store_true',
                         help='also time each kind with each block synthesising its own tensors')
     parser.add_argument('--amp', choices=['fp16', 'bf16'],
-                        help='run the forward under autocast to this dtype')
+                        help='run each step (forward and backward) under autocast to this dtype')
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     add_cfg_options(parser)

@@ -107,3 +107,12 @@ def perturb(model, seed: int = 0, scale: float = 0.05) -> None:
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.running_mean.uniform_(-0.1, 0.1, generator=generator)
                 m.running_var.uniform_(0.5, 1.5, generator=generator)
+
+
+def loss_and_grads(model, x):
+    """One backward of the outputs' mean squares: the loss and every parameter's gradient."""
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    loss = sum(o.square().mean() for o in (out if isinstance(out, tuple) else (out, )))
+    loss.backward()
+    return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}

@@ -16,6 +16,7 @@ single tensor this way (``NeighbourSynthesis``: folding, warm start), so both gi
 the same elementwise kernels on the same values.
 """
 import functools
+import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -62,7 +63,7 @@ class FlatLayout:
         """Views of ``flat``, one per tensor, with its shape and memory order."""
         views = []
         for shape, order, offset in zip(self.shapes, self.orders, self.offsets):
-            numel = _numel(shape)
+            numel = math.prod(shape)
             permuted = flat[offset:offset + numel].view([shape[d] for d in order])
             views.append(permuted.permute(_inverse(order)))
         return views
@@ -87,7 +88,7 @@ def _layout(key: tuple, device: torch.device) -> FlatLayout:
     offset = column = 0
     for shape, stride, coefficient_shape in key:
         count = coefficient_shape[1] if len(coefficient_shape) == 2 else 1
-        numel = _numel(shape)
+        numel = math.prod(shape)
         shapes.append(shape)
         orders.append(_memory_order(shape, stride))
         offsets.append(offset)
@@ -158,10 +159,3 @@ def _inverse(order: Tuple[int, ...]) -> Tuple[int, ...]:
     for position, d in enumerate(order):
         inverse[d] = position
     return tuple(inverse)
-
-
-def _numel(shape: Tuple[int, ...]) -> int:
-    numel = 1
-    for size in shape:
-        numel *= size
-    return numel

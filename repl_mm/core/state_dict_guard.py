@@ -98,11 +98,11 @@ class StateDictGuard:
                         f'settings (or fold the checkpoint with tools/fold.py and load it into '
                         f'the plain backbone).', block=prefix + path,
                         checkpoint_spec=theirs_spec, model_spec=spec)
-                self._check_keys_and_shapes(path, block, incoming, state_dict, prefix)
-                continue
             self._check_keys_and_shapes(path, block, incoming, state_dict, prefix)
-            # a checkpoint of an earlier repl-mm: it matches, so it states this model's settings
-            state_dict[f'{prefix}{path}.{_EXTRA_STATE}'] = spec.encode()
+            if key is None:
+                # a checkpoint of an earlier repl-mm: it matches, so it states this model's
+                # settings
+                state_dict[f'{prefix}{path}.{_EXTRA_STATE}'] = spec.encode()
 
     @staticmethod
     def _check_keys_and_shapes(path: str, block: nn.Module, incoming: Dict[str, str],

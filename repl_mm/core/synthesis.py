@@ -260,8 +260,12 @@ class BlockSynthesis:
 
     def leave(self, module: nn.Module, args: tuple, output) -> None:
         self.inside_forward = False
+        self.drop_values_without_graph()
+
+    def drop_values_without_graph(self) -> None:
+        """Drop values made with no graph (no_grad, frozen): no backward will recompute them."""
         if self.values is not None and not self.values[0].requires_grad:
-            self.values = None  # no graph (no_grad, frozen): no backward will recompute it
+            self.values = None
 
     def backward_done(self, generation: int) -> None:
         """The values of forward ``generation`` have had their backward: drop them."""
@@ -366,8 +370,7 @@ class BackboneSynthesis:
     def finish(self, module: nn.Module, args: tuple, output) -> None:
         for group in self.groups:
             group.prefetched = False
-            if group.values is not None and not group.values[0].requires_grad:
-                group.values = None  # no graph: nothing will recompute them
+            group.drop_values_without_graph()  # of a block this forward did not run
 
     def remove(self) -> None:
         """Unhook from the backbone: each block synthesises its own tensors again (same values;
@@ -375,15 +378,17 @@ class BackboneSynthesis:
         for group in self.groups:
             group.batch = None
         self.groups = []
-        for handle in self.handles:
-            handle.remove()
+        self._unhook()
 
     def discard(self, group: BlockSynthesis) -> None:
         """``group`` no longer batches (folded, or timed per tensor); unhook when none is left."""
         self.groups = [g for g in self.groups if g is not group]
         if not self.groups:
-            for handle in self.handles:
-                handle.remove()
+            self._unhook()
+
+    def _unhook(self) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 class _SynthesiseTensors(torch.autograd.Function):

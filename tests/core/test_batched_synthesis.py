@@ -9,6 +9,7 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401
+from conftest import loss_and_grads
 from repl_mm.core import (backbone_syntheses, block_syntheses, fold_replaced_blocks,
                           replaced_blocks, synthesis)
 
@@ -35,14 +36,6 @@ def build(cfg, repl):
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return model
-
-
-def loss_and_grads(model, x):
-    model.zero_grad(set_to_none=True)
-    out = model(x)
-    loss = sum(o.square().mean() for o in (out if isinstance(out, tuple) else (out, )))
-    loss.backward()
-    return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.mark.parametrize('flat', [False, True], ids=['foreach', 'flat'])

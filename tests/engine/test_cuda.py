@@ -15,6 +15,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import repl_mm  # noqa: F401
+from conftest import loss_and_grads
 from repl_mm.analysis.synthetic import synthetic_runner
 from repl_mm.core import (COEFFICIENTS, block_syntheses, fold_replaced_blocks,
                           replaced_blocks, synthesis)
@@ -65,13 +66,6 @@ def test_cuda_outputs_equal_cpu_outputs_and_fold(kind):
         assert not list(replaced_blocks(gpu))
         for out, ref in zip(gpu(inputs.to(DEVICE)), outputs):
             torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
-
-
-def loss_and_grads(model, x):
-    model.zero_grad(set_to_none=True)
-    loss = sum(o.square().mean() for o in model(x))
-    loss.backward()
-    return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
 @needs_cuda
