@@ -193,12 +193,15 @@ def pretrain(args: argparse.Namespace) -> None:
 
 
 def convert(arch: str, variant: str, plain: torch.nn.Module, images: List[torch.Tensor],
-            seed: int, coefficient_lr_mult: Optional[float]) -> Tuple[torch.nn.Module, Dict]:
+            seed: int, coefficient_lr_mult: Optional[float],
+            light_norm: Optional[str] = None) -> Tuple[torch.nn.Module, Dict]:
     """The variant's model with the pretrained weights (head included: it scores the pretraining
     task right after conversion)."""
     repl, extra = VARIANTS[variant]
     if repl is not None and coefficient_lr_mult is not None:
         repl = dict(repl, coefficient_lr_mult=coefficient_lr_mult)
+    if repl is not None and repl.get('kind') == 'light' and light_norm is not None:
+        repl = dict(repl, light_norm=light_norm)
     info: Dict = {}
     if repl is not None and repl.get('blocks') == 'auto':
         backbone_cfg = dict(build_cfg_backbone(arch), repl=dict(repl, blocks=None, budget=None))
@@ -234,7 +237,8 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
     # the conversion's batches: 4 x 64 of the fine-tuning images, every class in each
     order = np.random.default_rng(seed).permutation(len(train_images))[:256]
     fit_images = [tensor(train_images[order[i:i + 64]]) for i in range(0, len(order), 64)]
-    model, info = convert(args.arch, variant, plain, fit_images, seed, args.coefficient_lr_mult)
+    model, info = convert(args.arch, variant, plain, fit_images, seed, args.coefficient_lr_mult,
+                          args.light_norm)
     pre_images, pre_labels = load_images(PRETRAIN_CLASSES, 'val')
     converted_top1 = evaluate(model, pre_images, pre_labels)
     torch.manual_seed(seed)  # the new head: the same for every variant of a seed
@@ -248,7 +252,7 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
              for n, p in model.named_parameters() if n in coefficients_before]
     return dict(
         arch=args.arch, variant=variant, seed=seed, split=args.split, shots=args.shots,
-        iters=args.iters, lr=optimizer['lr'],
+        iters=args.iters, lr=optimizer['lr'], light_norm=args.light_norm,
         coefficient_lr_mult=max((getattr(b, COEFFICIENTS).lr_mult for _, b in
                                  replaced_blocks(model)), default=None),
         converted_top1=converted_top1, top1=evaluate(model, eval_images, eval_labels),
@@ -261,6 +265,8 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
 def result_path(args: argparse.Namespace, variant: str, seed: int) -> str:
     mult = 'default' if args.coefficient_lr_mult is None else f'{args.coefficient_lr_mult:g}'
     tag = f'{args.split}_s{args.shots}_i{args.iters}_lr{args.lr or "default"}_m{mult}'
+    if args.light_norm is not None:
+        tag += f'_ln{args.light_norm}'
     return osp.join(args.out, args.arch, tag, f'{variant}_seed{seed}.json')
 
 
@@ -378,6 +384,9 @@ def main() -> None:
     parser.add_argument('--lr', type=float, help='fine-tuning lr (default: the arch\'s)')
     parser.add_argument('--coefficient-lr-mult', type=float,
                         help='repl.coefficient_lr_mult (default: the product\'s)')
+    parser.add_argument('--light-norm', choices=['batch', 'weight'],
+                        help='repl.light_norm of the light variants (default: the product\'s); '
+                        'results go to their own folder (_ln<value>)')
     args = parser.parse_args()
     if args.command == 'pretrain':
         args.iters = None if args.iters == 300 else args.iters

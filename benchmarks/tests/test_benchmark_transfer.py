@@ -1,9 +1,12 @@
-"""The transfer benchmark's statistics: paired by seed, t-based intervals."""
+"""The transfer benchmark's statistics (paired by seed, t-based intervals) and settings."""
+import argparse
 import math
 
+from mmengine.registry import init_default_scope
+from repl_mm.core import NormFreeLightConvSurrogate
 from scipy import stats
 
-from benchmark_transfer import paired, settings_compared
+from benchmark_transfer import build_classifier, convert, paired, result_path, settings_compared
 
 
 def test_paired_difference_uses_the_t_quantile():
@@ -27,3 +30,17 @@ def test_settings_are_compared_on_their_common_seeds_only():
     assert header.startswith('| variant | setting A | setting B | n |')
     assert line == f'| plain | val_lr0.0001 | val_lr0.0005 | 2 | {paired([80, 81], [87, 88])} |'
     assert settings_compared({'val_lr0.0005': rows['val_lr0.0005']}) == []
+
+
+def test_light_norm_reaches_the_light_variants_and_names_its_results():
+    init_default_scope('mmpretrain')
+    plain = build_classifier('resnet20', 5)
+    light, _ = convert('resnet20', 'light-identity', plain, [], 0, None, 'weight')
+    assert any(isinstance(m, NormFreeLightConvSurrogate) for m in light.backbone.modules())
+    fused, _ = convert('resnet20', 'fused-identity', plain, [], 0, None, 'weight')
+    assert fused.backbone.repl_config.light_norm == 'batch'  # only light variants take it
+    args = argparse.Namespace(out='out', arch='resnet20', split='test', shots=100, iters=300,
+                              lr=0.01, coefficient_lr_mult=None, light_norm=None)
+    assert result_path(args, 'plain', 0).endswith('test_s100_i300_lr0.01_mdefault/plain_seed0.json')
+    args.light_norm = 'weight'
+    assert '_mdefault_lnweight/' in result_path(args, 'light-own', 0)
