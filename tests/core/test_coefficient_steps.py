@@ -1,0 +1,433 @@
+"""How optimizers step the RepL coefficients (``repl_mm.core.coefficient_steps``), as matrices.
+
+The contract: with no line in the config, the coefficients step bit for bit as under mmengine's
+``paramwise_cfg=dict(custom_keys={'repl_coefficients': dict(decay_mult=0., lr_mult=M)})`` with
+``M = repl.coefficient_lr_mult``, and no code ever sees a coefficient value other than its true
+one. ``OPTIMIZERS`` is an OptimizerInfo-style list, as PyTorch tests its optimizers: every torch
+optimizer users meet with its ``foreach`` / ``fused`` / ``momentum`` / ``nesterov`` /
+``maximize`` / ``amsgrad`` options. Each case trains a tiny real RepL-CIFAR-ResNet-20
+(mmpretrain) for a few steps twice, once as a user writes the config (``repl.coefficient_lr_mult=M``,
+no ``paramwise_cfg``) and once as the reference (``paramwise_cfg``), and compares every
+parameter bit for bit.
+"""
+import copy
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import MODELS, PARAM_SCHEDULERS, init_default_scope
+
+import repl_mm  # noqa: F401
+from repl_mm.core import COEFFICIENTS, ReplError
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+STEPS = 6
+
+
+@dataclass(frozen=True)
+class OptimizerCase:
+    """One optimizer configuration of the matrix (mmengine's ``optimizer=dict(...)``)."""
+
+    cfg: dict
+    slow: bool = False
+
+    @property
+    def id(self) -> str:
+        options = [f'{k}={v}' for k, v in self.cfg.items() if k not in ('type', 'lr')]
+        return '-'.join([self.cfg['type'], *options])
+
+    @property
+    def decays(self) -> bool:
+        return 'weight_decay' in self.cfg
+
+
+OPTIMIZERS: List[OptimizerCase] = [
+    OptimizerCase(dict(type='SGD', lr=0.1, weight_decay=0.01)),
+    OptimizerCase(dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01)),
+    OptimizerCase(dict(type='SGD', lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    OptimizerCase(dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01, maximize=True)),
+    OptimizerCase(dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01, foreach=True)),
+    OptimizerCase(dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01, fused=True)),
+    OptimizerCase(dict(type='Adam', lr=0.01, weight_decay=0.01)),
+    OptimizerCase(dict(type='Adam', lr=0.01, weight_decay=0.01, amsgrad=True, foreach=True)),
+    OptimizerCase(dict(type='Adam', lr=0.01, weight_decay=0.01, fused=True)),
+    OptimizerCase(dict(type='Adam', lr=0.01, weight_decay=0.01, maximize=True)),
+    OptimizerCase(dict(type='AdamW', lr=0.01, weight_decay=0.05)),
+    OptimizerCase(dict(type='AdamW', lr=0.01, weight_decay=0.05, amsgrad=True)),
+    OptimizerCase(dict(type='AdamW', lr=0.01, weight_decay=0.05, fused=True)),
+    OptimizerCase(dict(type='NAdam', lr=0.01, weight_decay=0.01)),
+    OptimizerCase(dict(type='NAdam', lr=0.01, weight_decay=0.01, decoupled_weight_decay=True,
+                       foreach=True)),
+    OptimizerCase(dict(type='RAdam', lr=0.01, weight_decay=0.01)),
+    OptimizerCase(dict(type='RAdam', lr=0.01, weight_decay=0.01, decoupled_weight_decay=True)),
+    OptimizerCase(dict(type='RMSprop', lr=0.01, weight_decay=0.01)),
+    OptimizerCase(dict(type='RMSprop', lr=0.01, weight_decay=0.01, momentum=0.9, centered=True,
+                       foreach=True)),
+    OptimizerCase(dict(type='Adagrad', lr=0.01, weight_decay=0.01)),
+    OptimizerCase(dict(type='Adagrad', lr=0.01, weight_decay=0.01, fused=True)),
+    OptimizerCase(dict(type='Adadelta', lr=1.0, weight_decay=0.01)),
+    OptimizerCase(dict(type='Adadelta', lr=1.0, weight_decay=0.01, maximize=True,
+                       foreach=True)),
+    OptimizerCase(dict(type='Adamax', lr=0.01, weight_decay=0.01)),
+    OptimizerCase(dict(type='ASGD', lr=0.01, weight_decay=0.01)),
+    OptimizerCase(dict(type='Rprop', lr=0.01)),
+    OptimizerCase(dict(type='Rprop', lr=0.01, foreach=True, maximize=True)),
+    # mmengine registers torch's Adafactor under this name; it reads each parameter's norm
+    OptimizerCase(dict(type='TorchAdafactor', lr=0.01, weight_decay=0.01)),
+]
+
+
+def tiny_model(mult: float = 1.0, **repl) -> torch.nn.Module:
+    """RepL-CIFAR-ResNet-20 at width 4 (plan layer1[1], layer2[1], layer3[1]), seeded."""
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    return MODELS.build(dict(type='RepLCIFARResNet', depth=20, base_channels=4,
+                             stem_channels=4, repl=dict(repl, coefficient_lr_mult=mult)))
+
+
+INPUT = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+def loss_of(model: torch.nn.Module) -> torch.Tensor:
+    out = model(INPUT)[-1]
+    return out.square().mean() + out.mean()
+
+
+def paramwise(mult: float, decays: bool) -> dict:
+    """The reference: the coefficients in groups of their own, written in the config."""
+    return dict(custom_keys={COEFFICIENTS: dict(lr_mult=mult,
+                                                **(dict(decay_mult=0.) if decays else {}))})
+
+
+def build_wrapper(model, optimizer: dict, mult: float, reference: bool, **wrapper):
+    cfg = dict(optimizer=copy.deepcopy(optimizer), **copy.deepcopy(wrapper))
+    if reference:
+        cfg['paramwise_cfg'] = paramwise(mult, 'weight_decay' in optimizer)
+    return build_optim_wrapper(model, cfg)
+
+
+def trajectory(optimizer: dict, mult: float, reference: bool, steps: int = STEPS,
+               schedulers=(), **wrapper) -> Dict[str, torch.Tensor]:
+    """Every parameter after ``steps`` steps of a run as users write it (``reference=False``:
+    ``repl.coefficient_lr_mult=mult``) or of the ``paramwise_cfg`` reference run."""
+    model = tiny_model(1.0 if reference else mult)
+    optim_wrapper = build_wrapper(model, optimizer, mult, reference, **wrapper)
+    built = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim_wrapper)) for s in schedulers]
+    for _ in range(steps):
+        optim_wrapper.update_params(loss_of(model))
+        for scheduler in built:
+            scheduler.step()
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def assert_same(ours: Dict[str, torch.Tensor], reference: Dict[str, torch.Tensor]) -> None:
+    different = [n for n in reference if not torch.equal(ours[n], reference[n])]
+    assert not different, f'{len(different)} tensors differ, e.g. {different[:4]}'
+
+
+def coefficients_moved(values: Dict[str, torch.Tensor]) -> bool:
+    start = dict(tiny_model().named_parameters())
+    return all(not torch.equal(v, start[n]) for n, v in values.items() if COEFFICIENTS in n)
+
+
+@pytest.mark.parametrize('mult', [1.0, 4.0, 3.0])
+@pytest.mark.parametrize('case', OPTIMIZERS, ids=lambda c: c.id)
+def test_coefficients_step_as_under_paramwise_cfg(case, mult):
+    ours = trajectory(case.cfg, mult, reference=False)
+    assert_same(ours, trajectory(case.cfg, mult, reference=True))
+    assert coefficients_moved(ours)
+
+
+@pytest.mark.parametrize('wrapper', [
+    dict(accumulative_counts=2),
+    dict(clip_grad=dict(max_norm=0.05)),
+    dict(type='CPUAutocastOptimWrapper'),
+], ids=['accumulation', 'clip_grad', 'cpu_autocast'])
+@pytest.mark.parametrize('optimizer', [dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01),
+                                       dict(type='AdamW', lr=0.01, weight_decay=0.05)],
+                         ids=['SGD', 'AdamW'])
+def test_optim_wrappers(optimizer, wrapper):
+    assert_same(trajectory(optimizer, 4.0, False, **wrapper),
+                trajectory(optimizer, 4.0, True, **wrapper))
+
+
+WARMUP = dict(type='LinearLR', start_factor=0.25, by_epoch=False, begin=0, end=3)
+
+
+@pytest.mark.parametrize('mult, schedule', [
+    (1.0, dict(type='CosineAnnealingLR', eta_min=1e-3, by_epoch=False, begin=3, end=STEPS)),
+    (4.0, dict(type='MultiStepLR', milestones=[4], gamma=0.1, by_epoch=False)),
+], ids=['mult1-cosine-floor', 'mult4-multistep'])
+def test_learning_rate_schedules(mult, schedule):
+    """Bit for bit under any schedule with lr_mult 1, and under a multiplicative one with a
+    power of two (module docstring)."""
+    optimizer = dict(type='AdamW', lr=0.01, weight_decay=0.05)
+    assert_same(trajectory(optimizer, mult, False, schedulers=[WARMUP, schedule]),
+                trajectory(optimizer, mult, True, schedulers=[WARMUP, schedule]))
+
+
+def test_a_schedule_floor_scales_with_the_multiplier():
+    """What differs from ``paramwise_cfg`` with lr_mult != 1 under a floored schedule, as
+    documented: the coefficients always step at M times their group's scheduled rate."""
+    model = tiny_model(3.0)
+    wrapper = build_wrapper(model, dict(type='SGD', lr=0.1, weight_decay=0.01), 3.0, False)
+    scheduler = PARAM_SCHEDULERS.build(dict(type='CosineAnnealingLR', eta_min=0.05, T_max=3,
+                                            by_epoch=False, end=4, optimizer=wrapper))
+    seen = []
+    wrapper.optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: seen.append(sorted({g['lr'] for g in opt.param_groups})))
+    for _ in range(4):
+        wrapper.update_params(loss_of(model))
+        scheduler.step()
+    assert [low for low, _ in seen] == pytest.approx([0.1, 0.0875, 0.0625, 0.05])
+    assert [high for _, high in seen] == pytest.approx([0.3, 0.2625, 0.1875, 0.15])
+    assert [g['lr'] for g in wrapper.param_groups] == pytest.approx([0.05])  # as built
+
+
+def test_a_closure_and_other_step_hooks_see_the_true_coefficients():
+    """Before: the global pre-hook zeroed every decayed coefficient for the step, so the
+    closure's forward ran with all synthesised weights zero, and so did other step hooks."""
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    coefficients = [p for n, p in model.named_parameters() if COEFFICIENTS in n]
+    seen = {}
+
+    def record(where):
+        def hook(*args):
+            seen.setdefault(where, [c.detach().clone() for c in coefficients])
+        return hook
+
+    optimizer.register_step_pre_hook(record('pre-hook'))
+
+    def closure():
+        record('closure')()
+        optimizer.zero_grad()
+        loss = loss_of(model)
+        loss.backward()
+        return loss
+
+    for step in range(2):
+        true_values = [c.detach().clone() for c in coefficients]
+        seen.clear()
+        optimizer.step(closure)
+        for where, values in seen.items():
+            assert all(torch.equal(v, t) for v, t in zip(values, true_values)), (step, where)
+        assert all(v.abs().sum() > 0 for v in seen['closure'])
+
+
+class FailingSGD(torch.optim.SGD):
+    """SGD whose step raises midway, after the update of the first group."""
+
+    fail = False
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if self.fail:
+            self.fail = False
+            raise RuntimeError('failure inside step')
+        return super().step(closure)
+
+
+def test_an_exception_inside_step_leaves_nothing_behind():
+    model = tiny_model(4.0)
+    optimizer = FailingSGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    real = optimizer.param_groups
+    loss_of(model).backward()
+    optimizer.step()
+    values = {n: p.detach().clone() for n, p in model.named_parameters()}
+    state = copy.deepcopy(optimizer.state_dict())
+    optimizer.fail = True
+    with pytest.raises(RuntimeError, match='failure inside step'):
+        optimizer.step()
+    assert all(torch.equal(p, values[n]) for n, p in model.named_parameters())
+    after = optimizer.state_dict()
+    assert optimizer.param_groups is real
+    assert after['param_groups'] == state['param_groups']
+    # and the next step is the one it would have been
+    twin = tiny_model(4.0)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    loss_of(twin).backward()
+    twin_optimizer.step()
+    optimizer.step()
+    twin_optimizer.step()
+    assert_same({n: p.detach() for n, p in model.named_parameters()},
+                {n: p.detach() for n, p in twin.named_parameters()})
+
+
+def test_optimizer_state_dict_and_resume_are_exact():
+    """The optimizer's state dict holds its groups as built; resuming it mid-run continues bit
+    for bit."""
+    optimizer_cfg = dict(type='AdamW', lr=0.01, weight_decay=0.05)
+    uninterrupted = trajectory(optimizer_cfg, 4.0, False)
+    model = tiny_model(4.0)
+    wrapper = build_wrapper(model, optimizer_cfg, 4.0, False)
+    for _ in range(STEPS // 2):
+        wrapper.update_params(loss_of(model))
+    state = copy.deepcopy(wrapper.state_dict())
+    groups = state['param_groups']
+    assert len(groups) == 1 and groups[0]['weight_decay'] == 0.05 and groups[0]['lr'] == 0.01
+    weights = copy.deepcopy(model.state_dict())
+    resumed = tiny_model(4.0)
+    resumed.load_state_dict(weights)
+    resumed_wrapper = build_wrapper(resumed, optimizer_cfg, 4.0, False)
+    resumed_wrapper.load_state_dict(state)
+    for _ in range(STEPS - STEPS // 2):
+        resumed_wrapper.update_params(loss_of(resumed))
+    assert_same({n: p.detach() for n, p in resumed.named_parameters()}, uninterrupted)
+
+
+class SAM(torch.optim.Optimizer):
+    """Sharpness-aware minimisation as it is usually written (Foret et al.; the widely copied
+    implementation): an outer optimizer sharing its param groups with an inner one, stepped
+    with a closure."""
+
+    def __init__(self, params, base_optimizer, rho=0.05, **kwargs):
+        super().__init__(params, dict(rho=rho, **kwargs))
+        self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
+        self.param_groups = self.base_optimizer.param_groups
+
+    @torch.no_grad()
+    def step(self, closure):
+        grads = [p.grad for g in self.param_groups for p in g['params'] if p.grad is not None]
+        norm = torch.norm(torch.stack([g.norm(p=2) for g in grads]), p=2)
+        for group in self.param_groups:
+            scale = group['rho'] / (norm + 1e-12)
+            for p in group['params']:
+                if p.grad is not None:
+                    self.state[p]['e_w'] = p.grad * scale
+                    p.add_(self.state[p]['e_w'])
+        with torch.enable_grad():
+            closure()
+        for group in self.param_groups:
+            for p in group['params']:
+                if 'e_w' in self.state[p]:
+                    p.sub_(self.state[p]['e_w'])
+        self.base_optimizer.step()
+
+
+def test_a_nested_optimizer_applies_everything_once():
+    """SAM steps through an inner SGD that shares its groups: decay off and lr_mult once."""
+    runs = []
+    for reference in (False, True):
+        model = tiny_model(1.0 if reference else 4.0)
+        if reference:  # mmengine's paramwise_cfg: a group per parameter, in model order
+            params = [dict(params=[p], **(dict(lr=0.4, weight_decay=0.) if COEFFICIENTS in n
+                                          else {})) for n, p in model.named_parameters()]
+        else:
+            params = model.parameters()
+        optimizer = SAM(params, torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=0.01)
+
+        def closure():
+            optimizer.zero_grad()
+            loss_of(model).backward()
+
+        for _ in range(3):
+            closure()
+            optimizer.step(closure)
+        runs.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    assert_same(*runs)
+
+
+def test_lbfgs_steps_true_values_and_refuses_a_multiplier():
+    model = tiny_model()
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=3)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_of(model)
+        loss.backward()
+        return loss
+
+    before = loss_of(model).item()
+    optimizer.step(closure)
+    assert loss_of(model).item() < before
+    model = tiny_model(4.0)
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.1)
+    with pytest.raises(ReplError, match=r'LBFGS takes one parameter group.*'
+                                        r'repl.coefficient_lr_mult=1'):
+        optimizer.step(closure)
+
+
+def test_optimizers_that_cannot_step_coefficients_are_refused_with_the_fix():
+    # Muon takes 2-D matrices: a (2, C_out) coefficient of 'channel' granularity is one
+    model = tiny_model(granularity='channel')
+    loss_of(model).backward()
+    optimizer = torch.optim.Muon([p for p in model.parameters() if p.ndim == 2], lr=0.01)
+    with pytest.raises(ReplError, match=r'Muon orthogonalises.*Give them to a second '
+                                        r'optimizer'):
+        optimizer.step()
+    # with per-tensor coefficients torch's Muon refuses them itself, when it is built
+    with pytest.raises(ValueError, match='Muon only supports 2D parameters'):
+        torch.optim.Muon(tiny_model().parameters(), lr=0.01)
+    optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=0.01)
+    with pytest.raises(ReplError, match=r'SparseAdam takes sparse gradients only'):
+        optimizer.step()
+
+
+def test_muon_with_a_second_optimizer_as_documented():
+    """README's recipe: Muon for the 2-D weight matrices, AdamW for the rest, coefficients
+    included (a tiny RepL-ViT: its linear maps are matrices)."""
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='RepLVisionTransformer', img_size=16, patch_size=4,
+                              arch=dict(embed_dims=16, num_layers=4, num_heads=2,
+                                        feedforward_channels=32)))
+    named = list(model.named_parameters())
+    start = {n: p.detach().clone() for n, p in named}
+    matrices = [p for n, p in named if p.ndim == 2 and COEFFICIENTS not in n]
+    rest = [p for n, p in named if not (p.ndim == 2 and COEFFICIENTS not in n)]
+    optimizers = [torch.optim.Muon(matrices, lr=0.01),
+                  torch.optim.AdamW(rest, lr=0.01, weight_decay=0.05)]
+    for _ in range(2):
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        model(INPUT)[-1].square().mean().backward()
+        for optimizer in optimizers:
+            optimizer.step()
+    assert all(not torch.equal(p, start[n]) for n, p in named if COEFFICIENTS in n)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _distributed_steps(rank: int, port: int, results) -> None:
+    """One of two gloo processes with the same data: DDP and ZeRO against the single-process
+    reference (the all-reduced mean of equal gradients is the gradient itself, bit for bit)."""
+    from mmengine.model import MMDistributedDataParallel
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    try:
+        reference = trajectory(dict(type='AdamW', lr=0.01, weight_decay=0.05), 4.0, True)
+        model = tiny_model(4.0)
+        ddp = MMDistributedDataParallel(model, device_ids=None)
+        wrapper = build_wrapper(model, dict(type='AdamW', lr=0.01, weight_decay=0.05), 4.0,
+                                False)
+        for _ in range(STEPS):
+            out = ddp(INPUT)[-1]
+            wrapper.update_params(out.square().mean() + out.mean())
+        ddp_equal = all(torch.equal(p, reference[n]) for n, p in model.named_parameters())
+        zero = trajectory(dict(type='ZeroRedundancyOptimizer', optimizer_type='AdamW', lr=0.01,
+                               weight_decay=0.05), 4.0, False)
+        zero_equal = all(torch.equal(zero[n], reference[n]) for n in reference)
+        results[rank] = (ddp_equal, zero_equal)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_and_zero_redundancy_optimizer():
+    """Before: ZeroRedundancyOptimizer applied lr_mult twice (4 gave a 16x update), once in its
+    own step and once in its inner optimizer's."""
+    results = mp.Manager().dict()
+    mp.spawn(_distributed_steps, args=(free_port(), results), nprocs=2)
+    assert dict(results) == {0: (True, True), 1: (True, True)}
