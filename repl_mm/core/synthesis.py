@@ -39,6 +39,7 @@ code, after a ``.data`` write) a tensor is synthesised on its own, with the same
 bit (the same kernels). Under ``torch.compile`` the block is traced tensor by tensor: the compiler
 fuses those kernels itself.
 """
+import contextlib
 import math
 import weakref
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -116,13 +117,15 @@ class NeighbourSynthesis(nn.Module):
         value = None if self.group is None else self.group.value(self.index)
         if value is not None:  # made by the block's forward, still current
             return value
-        p_prev, p_next = self.neighbour_tensors()
-        coefficients = self.coefficients()
-        # the kernels of the batched path, so both give the same bits (folding must not drift)
-        if uses_flat_synthesis((coefficients, p_prev, p_next)):
-            return flat_synthesis.synthesise([coefficients], [p_prev], [p_next])[0]
-        a, b = _broadcast(coefficients, p_prev.dim())
-        return torch.addcmul(p_prev * a, p_next, b)
+        with outside_recomputation():
+            p_prev, p_next = self.neighbour_tensors()
+            coefficients = self.coefficients()
+            # the kernels of the batched path, so both give the same bits (folding must not
+            # drift)
+            if uses_flat_synthesis((coefficients, p_prev, p_next)):
+                return flat_synthesis.synthesise([coefficients], [p_prev], [p_next])[0]
+            a, b = _broadcast(coefficients, p_prev.dim())
+            return torch.addcmul(p_prev * a, p_next, b)
 
     def right_inverse(self, value: Tensor) -> tuple:
         """Owns no tensors: the replaced block's own values are discarded."""
@@ -197,6 +200,26 @@ def _in_backward() -> bool:
     return torch._C._current_graph_task_id() != -1
 
 
+def outside_recomputation():
+    """Inside a backward pass, a context in which the tensors autograd saves are kept as they are.
+
+    A checkpointed block recomputes its forward in the backward pass and must save exactly the
+    tensors its forward saved (torch checks their number and shapes). Its synthesised values came
+    from outside its forward (the backbone's node) or from before its checkpoint started (its own
+    pre-hook); when they must be made again during the recomputation (another forward of the
+    block ran in between and its backward has freed them: two crops before one backward), the
+    synthesis saves its inputs under these hooks, not the checkpoint's, so the recomputation
+    saves what the forward saved. Outside a backward pass: nothing.
+    """
+    if not _in_backward():
+        return contextlib.nullcontext()
+    return torch.autograd.graph.saved_tensors_hooks(_keep, _keep)
+
+
+def _keep(tensor: Tensor) -> Tensor:
+    return tensor
+
+
 def _broadcast(coefficients: Tensor, dim: int) -> Tuple[Tensor, Tensor]:
     """``a, b`` of a ``(2,)`` or ``(2, C_out)`` coefficient tensor, broadcastable to a tensor of
     ``dim`` dims (per output channel: over the remaining dims)."""
@@ -255,7 +278,8 @@ class BlockSynthesis:
         reusable = self.values is not None and (self.prefetched or _in_backward())
         self.prefetched = False
         if not (reusable and self.stamp() == self._stamp):
-            synthesise_together([self])
+            with outside_recomputation():
+                synthesise_together([self])
         self.inside_forward = True
 
     def leave(self, module: nn.Module, args: tuple, output) -> None:

@@ -224,3 +224,28 @@ def test_batching_cuts_the_synthesis_operators(monkeypatch):
     assert synthesis_ops['backbone'] <= 30, extra['backbone']  # 23 at this writing
     assert synthesis_ops['block'] >= 4 * synthesis_ops['backbone'], extra['block']
     assert synthesis_ops['tensor'] >= 20 * synthesis_ops['backbone'], extra['tensor']
+
+
+@pytest.mark.parametrize('repl, distributed', [(dict(kind='fused'), False),
+                                               (dict(kind='fused'), True),
+                                               (dict(kind='light'), False)])
+def test_two_forwards_before_one_backward_with_activation_checkpointing(repl, distributed,
+                                                                         monkeypatch):
+    """Multi-view training (two crops, BYOL / SimSiam-style) with ``with_cp=True``. Before: the
+    second forward's backward freed the values the first forward's recomputation needed, which
+    then synthesised inside the recomputation: ``CheckpointError`` (fused kind)."""
+    monkeypatch.setattr(synthesis, '_distributed', lambda: distributed)
+    init_default_scope('mmdet')
+    views = [torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(i))
+             for i in range(2)]
+    grads = []
+    for with_cp in (False, True):
+        torch.manual_seed(0)
+        model = MODELS.build(dict(type='RepLResNet', depth=50, base_channels=16,
+                                  with_cp=with_cp, repl=repl))
+        outputs = [model(x) for x in views]
+        sum(o.square().mean() for out in outputs for o in out).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[1].keys() == grads[0].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
