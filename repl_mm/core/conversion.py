@@ -32,12 +32,18 @@ Call = Tuple[tuple, dict]
 
 
 def residual_keys(block: nn.Module) -> List[str]:
-    """The coefficient keys of the tensors that end ``block``'s residual branch
-    (``ReplCoefficients.residual_ends``): zero, they make the block its shortcut.
+    """The coefficient keys that, zero, make ``block`` its shortcut: those of the tensors that
+    end its residual branches (``ReplCoefficients.residual_ends``).
+
+    With ``'submodule'`` granularity such a key also weighs the tensors inside its branch (one
+    pair for attention's ``qkv`` and output projection): zero, the whole branch is zero, still
+    exactly the shortcut. The branch's output is then ``c * bias + O(c^2)`` in the key's
+    coefficients ``c`` (every other term multiplies two synthesised tensors), so the bias that
+    ends it gives the key a first-order gradient and training moves it off zero.
 
     Raises:
-        ReplError: a key also weighs a tensor inside the branch (``'submodule'`` granularity):
-            zeroing it would zero that tensor too and leave the key no gradient.
+        ReplError: a key that also weighs tensors inside its branch ends it with no bias: zero,
+            it would get no gradient and the block would stay its shortcut.
     """
     coefficients = getattr(block, COEFFICIENTS)
     ends = set(coefficients.residual_ends)
@@ -49,12 +55,18 @@ def residual_keys(block: nn.Module) -> List[str]:
             path = f'{owner_path}.{name}' if owner_path else name
             keys.setdefault(parametrizations[0].key, []).append(path)
     chosen = sorted(k for k, paths in keys.items() if set(paths) & ends)
-    mixed = {k: sorted(set(keys[k]) - ends) for k in chosen if not set(keys[k]) <= ends}
-    if mixed:
-        raise ReplError(f"repl.warm_start='identity' needs coefficients of their own for the "
-                        f'tensors that end the residual branch ({", ".join(sorted(ends))}), but '
-                        f'{mixed} share theirs with tensors inside it; use '
-                        f"granularity='tensor' or 'channel'.")
+    stuck = sorted(k for k in chosen if not set(keys[k]) <= ends
+                   and not any(p.endswith('bias') for p in set(keys[k]) & ends))
+    if stuck:
+        raise ReplError(
+            f"repl.warm_start='identity' starts each replaced block as its shortcut by zeroing the "
+            f'coefficients that end its residual branch ({", ".join(sorted(ends))}), but '
+            f'{stuck} also weigh tensors inside it and no bias ends it: zero, they would get no '
+            f'gradient and the block would stay its shortcut. Ways out: '
+            f"granularity='tensor' or 'channel' (the branch ends get coefficients of their own); "
+            f"warm_start='weights' (least squares on the pretrained weights); "
+            f"warm_start='activations' (fitted to the pretrained network's activations by "
+            f"tools/convert.py); or warm_start=False (keep repl.init).")
     if not chosen:
         raise ReplError(f'none of the branch ends {sorted(ends)} is synthesised in this block.')
     return chosen

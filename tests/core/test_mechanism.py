@@ -285,3 +285,31 @@ def test_replacing_a_block_without_counterpart_fails():
                                         r"'conv.weight' has no counterpart in its neighbour "
                                         r"blocks\[0\]"):
         replace_blocks(net, [('blocks', 'blocks')], ReplacementConfig(blocks={0: [1]}))
+
+
+class BiasFreeBlock(nn.Module):
+    """A residual MLP block without biases: its branch ends in ``branch.2.weight``."""
+
+    def __init__(self, dim: int = 4) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(nn.Linear(dim, dim, bias=False), nn.ReLU(),
+                                    nn.Linear(dim, dim, bias=False))
+
+    def forward(self, x):
+        return x + self.branch(x)
+
+
+def test_identity_start_without_a_gradient_is_refused_with_every_way_out():
+    """One 'submodule' pair weighs the whole branch: zero, the branch's output is O(c^2) when no
+    bias ends it, so the pair would never move."""
+    net = nn.Module()
+    net.blocks = nn.Sequential(*[BiasFreeBlock() for _ in range(3)])
+    plain = copy.deepcopy(net).state_dict()
+    replace_blocks(net, [('blocks', 'blocks')], ReplacementConfig.from_dict(
+        dict(granularity='submodule', warm_start='identity')),
+        residual_ends=lambda block: ['branch.2.weight'])
+    with pytest.raises(ReplError, match=r"\['branch'\] also weigh tensors inside it and no bias "
+                                        r"ends it.*granularity='tensor' or 'channel'.*"
+                                        r"warm_start='weights'.*warm_start='activations'.*"
+                                        r'warm_start=False'):
+        net.load_state_dict(plain, strict=False)

@@ -22,6 +22,8 @@ CASES = {
                                           patch_size=8, arch=dict(embed_dims=32, num_layers=5,
                                                                   num_heads=2,
                                                                   feedforward_channels=64)), 32),
+    'mmseg-vit': ('mmseg', dict(type='RepLVisionTransformer', img_size=(32, 32), patch_size=8,
+                                embed_dims=32, num_layers=5, num_heads=2), 32),
     'mmpretrain-cifar-light': ('mmpretrain', dict(type='RepLCIFARResNet', depth=20,
                                                   repl=dict(kind='light')), 32),
 }
@@ -29,6 +31,7 @@ CASES = {
 
 def build(scope, cfg, **repl):
     init_default_scope(scope)
+    torch.manual_seed(0)  # the same model whichever tests ran before
     return MODELS.build(dict(cfg, repl=dict(cfg.get('repl', {}), **repl)))
 
 
@@ -98,12 +101,34 @@ def test_activation_fit_needs_images():
         convert_from_plain(pretrained_plain(scope, cfg), repl)
 
 
-def test_identity_needs_coefficients_of_their_own():
-    scope, cfg, _ = CASES['mmpretrain-vit']
+@pytest.mark.parametrize('case', ['mmpretrain-vit', 'mmseg-vit'])
+def test_submodule_coefficients_start_as_the_shortcut_and_train(case):
+    """Before: a RepL-ViT with granularity='submodule' could load no plain checkpoint under its
+    default warm start (identity): one pair weighs attention's qkv and output projection."""
+    scope, cfg, size = CASES[case]
     plain = pretrained_plain(scope, cfg)
-    repl = build(scope, cfg, warm_start='identity', granularity='submodule')
-    with pytest.raises(ReplError, match="granularity='tensor' or 'channel'"):
-        repl.load_state_dict(plain.state_dict(), strict=False)
+    repl = build(scope, cfg, granularity='submodule')
+    repl.load_state_dict(plain.state_dict(), strict=False)
+    zero = {f'{path}.{key}' for path, block in replaced_blocks(repl)
+            for key, c in block.repl_coefficients.items() if not c.abs().sum()}
+    assert zero == {f'{path}.{key}' for path, _ in replaced_blocks(repl)
+                    for key in ('attn', 'ffn')}
+    inputs = {}
+
+    def record(block, args, out):
+        inputs[block] = (args[0], out)
+
+    for _, block in replaced_blocks(repl):
+        block.register_forward_hook(record)
+    repl.eval()
+    outputs = repl(torch.randn(2, 3, size, size))
+    assert len(inputs) == len(replaced_blocks(repl))
+    for x, out in inputs.values():
+        torch.testing.assert_close(out, x)  # the block is its shortcut
+    sum(o.square().mean() for o in outputs if torch.is_tensor(o)).backward()
+    for path, block in replaced_blocks(repl):
+        for key in ('attn', 'ffn'):  # the bias that ends each branch: a first-order gradient
+            assert block.repl_coefficients[key].grad.abs().sum() > 0, (path, key)
 
 
 @pytest.mark.parametrize('repl, message', [
