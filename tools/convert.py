@@ -36,8 +36,11 @@ def main() -> None:
                                 config_name(args.config), args.batches, args.steps)
     for block, cost in result.ranking:
         print(f'auto plan: {block} alone changes the backbone output by {cost:.4f}')
+    skipped = result.loaded['skipped']
     print(f'plan: {result.plan}; warm start: {result.warm_start}; plain tensors loaded: '
-          f'{result.loaded["loaded"]}')
+          f'{result.loaded["loaded"]}' + (f' ({skipped} outside the backbone skipped: another '
+                                          f'shape, e.g. another number of classes)'
+                                          if skipped else ''))
     for block in result.blocks:
         fit = (f'; fit {block.fit.error_before:.4f} -> {block.fit.error_after:.4f} in '
                f'{block.fit.steps} steps' if block.fit else '')

@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
-from mmengine.config import Config
 
 from repl_mm.core import ReplError
 from repl_mm.engine import trusted_checkpoint_globals
-from repl_mm.engine.cli import run_tool
+from repl_mm.engine.cli import read_config, run_tool
 from repl_mm.engine.errors import last_complete_checkpoint
 
 TOOLS = Path(__file__).resolve().parent
@@ -222,7 +221,7 @@ def _load(path: str) -> Dict[str, Any]:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     has_hook = any(isinstance(h, dict) and h.get('type') == 'RNGStateHook'
-                   for h in Config.fromfile(args.config).get('custom_hooks', []))
+                   for h in read_config(args.config).get('custom_hooks', []))
     uninterrupted = osp.join(args.work_dir, 'uninterrupted')
     resumed = osp.join(args.work_dir, 'resumed')
     for folder in (uninterrupted, resumed):

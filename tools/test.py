@@ -1,13 +1,12 @@
 """Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT``; prints every metric."""
 import argparse
 
-from mmengine.config import Config
 from mmengine.runner import Runner
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
-from repl_mm.engine import (check_data_paths, finish_launcher, load_checkpoint_strictly,
-                            prepare_launcher, trusted_checkpoint_globals)
-from repl_mm.engine.cli import add_common_args, merge_test_args, run_tool
+from repl_mm.engine import (check_data_paths, finish_launcher, load_strictly, prepare_launcher,
+                            trusted_checkpoint_globals)
+from repl_mm.engine.cli import add_common_args, merge_test_args, read_config, run_tool
 from repl_mm.engine.errors import check_datasets_not_empty, explain_errors
 
 
@@ -21,13 +20,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = merge_test_args(Config.fromfile(args.config), args)
+    cfg = merge_test_args(read_config(args.config), args)
     check_data_paths(cfg, ('test', ))
     prepare_launcher(cfg)
     runner = Runner.from_cfg(cfg)
     with trusted_checkpoint_globals(), explain_errors(cfg, args.checkpoint):
         check_datasets_not_empty(runner, ('test', ))
-        load_checkpoint_strictly(runner, args.checkpoint)
+        load_strictly(runner.model, args.checkpoint)  # refuses what load_from would half-load
         metrics = runner.test()
     for name, value in metrics.items():
         print(f'{name}: {value}')

@@ -1,13 +1,12 @@
 """Train a model from an OpenMMLab config: ``python tools/train.py CONFIG [--resume] [--amp]``."""
 import argparse
 
-from mmengine.config import Config
 from mmengine.runner import Runner
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.engine import (check_data_paths, finish_launcher, prepare_launcher,
                             trusted_checkpoint_globals)
-from repl_mm.engine.cli import add_common_args, merge_train_args, run_tool
+from repl_mm.engine.cli import add_common_args, merge_train_args, read_config, run_tool
 from repl_mm.engine.errors import check_datasets_not_empty, explain_errors
 
 
@@ -25,7 +24,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = merge_train_args(Config.fromfile(args.config), args)
+    cfg = merge_train_args(read_config(args.config), args)
     check_data_paths(cfg, ('train', 'val'))
     prepare_launcher(cfg)
     runner = Runner.from_cfg(cfg)

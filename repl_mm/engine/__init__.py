@@ -2,7 +2,7 @@
 
 Registered in mmengine's root registries, so mmdet, mmseg and mmpretrain configs all find them.
 """
-from .checkpoint import (UntrustedCheckpointError, load_checkpoint_strictly,
+from .checkpoint import (UntrustedCheckpointError, load_strictly, read_checkpoint,
                          trusted_checkpoint_globals)
 from .data_check import DataNotFoundError, check_data_paths
 from .hooks import (ReplCheckpointHook, ReplNaNGuardHook, ReplSafeCheckpointHook, RNGStateHook,
@@ -13,6 +13,6 @@ from .optim_wrapper import CPUAutocastOptimWrapper
 __all__ = [
     'CPUAutocastOptimWrapper', 'DataNotFoundError', 'RNGStateHook', 'ReplCheckpointHook',
     'ReplNaNGuardHook', 'ReplSafeCheckpointHook', 'TrainingCostHook', 'finish_launcher',
-    'UntrustedCheckpointError', 'check_data_paths', 'load_checkpoint_strictly', 'prepare_launcher',
-    'trusted_checkpoint_globals'
+    'UntrustedCheckpointError', 'check_data_paths', 'load_strictly', 'prepare_launcher',
+    'read_checkpoint', 'trusted_checkpoint_globals'
 ]

@@ -7,15 +7,17 @@ run arbitrary code), repl-mm's tools run under ``trusted_checkpoint_globals()``:
 globals an mmengine checkpoint holds are allowed, and any other pickled object is still refused.
 """
 import contextlib
+import os.path as osp
 import pickle
 from contextlib import contextmanager
-from typing import Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
-from repl_mm.core import CheckpointMismatchError, ReplError
+from repl_mm.core import COEFFICIENTS, CheckpointMismatchError, ReplError
+from .errors import corrupt_checkpoint
 
 _multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
 
@@ -38,11 +40,20 @@ class UntrustedCheckpointError(ReplError):
 def trusted_checkpoint_globals() -> Iterator[None]:
     """Allow exactly ``checkpoint_globals()`` in ``torch.load`` inside the block.
 
+    Re-entrant: torch's ``safe_globals`` removes its globals when it exits, even those an outer
+    block allowed, so a nested block adds only those not allowed yet (a tool that reads a
+    checkpoint inside the block around ``runner.test()`` would otherwise leave the Runner's own
+    load without them).
+
     Raises:
         UntrustedCheckpointError: when a checkpoint holds any other pickled object.
     """
     safe_globals = getattr(torch.serialization, 'safe_globals', None)  # torch >= 2.5
-    context = safe_globals(checkpoint_globals()) if safe_globals else contextlib.nullcontext()
+    context = contextlib.nullcontext()
+    if safe_globals:
+        allowed = torch.serialization.get_safe_globals()
+        missing = [g for g in checkpoint_globals() if g not in allowed]
+        context = safe_globals(missing) if missing else context
     with context:
         try:
             yield
@@ -58,16 +69,75 @@ def trusted_checkpoint_globals() -> Iterator[None]:
                 f'state_dict.') from error
 
 
-def load_checkpoint_strictly(runner, filename: str) -> None:
-    """Load ``filename`` into ``runner.model`` for testing; every key must match both ways.
+def check_checkpoint_file(path: str) -> None:
+    """Fail clearly unless ``path`` is a file that starts as ``torch.save`` writes one (a zip
+    archive, or a legacy pickle): cheap, for paths that mmengine loads later (``--resume``)."""
+    if not osp.exists(path):
+        raise ReplError(f'checkpoint {path}: no such file.', path=path)
+    if osp.isdir(path):
+        raise ReplError(f'checkpoint {path} is a directory; give the checkpoint file in it (e.g. '
+                        f'{osp.join(path, "iter_1000.pth")}).', path=path)
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    if not head:
+        raise corrupt_checkpoint(path, 'the file is empty')
+    if head != b'PK' and head[:1] != b'\x80':
+        raise ReplError(f'{path} is not a PyTorch checkpoint (it starts with {head!r}; '
+                        f'torch.save writes zip archives): give the .pth file a training wrote.',
+                        path=path)
 
-    The Runner's own ``load_from`` loads with ``strict=False`` and only warns, so a checkpoint of
-    another architecture would be evaluated half-random. Plain weights of replaced blocks are
-    dropped by the backbone's guard before the comparison.
-    """
+
+def read_checkpoint(path: str) -> Any:
+    """What ``torch.load`` reads from ``path`` (under ``trusted_checkpoint_globals``), with one
+    clear error for each way the file can be wrong: missing, a directory, empty, cut short, not
+    written by ``torch.save``, or holding an object outside the allow-list."""
+    check_checkpoint_file(path)
     try:
-        runner.load_checkpoint(filename, map_location='cpu', strict=True)
+        with trusted_checkpoint_globals():
+            return torch.load(path, map_location='cpu')
+    except (RuntimeError, EOFError) as error:  # zip reader / pickle stream cut short
+        raise corrupt_checkpoint(path, str(error).splitlines()[0] or type(error).__name__
+                                 ) from error
+
+
+def state_dict_in(checkpoint: Any, path: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's state dict: a Runner checkpoint's ``state_dict``, or a bare
+    state dict (``module.`` prefixes of a wrapped model removed, as mmengine does)."""
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+    tensors = {k: v for k, v in state.items() if torch.is_tensor(v)} if isinstance(
+        state, dict) else {}
+    if not tensors:
+        raise ReplError(f'{path} holds no state dict (no tensors under \'state_dict\' or at its '
+                        f'top level): is it a checkpoint of a model?', path=path)
+    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in tensors.items()}
+
+
+def replaced_blocks_in(state_dict: Dict[str, torch.Tensor]) -> List[str]:
+    """The replaced blocks a state dict holds coefficients for (``'backbone.layer1.1'``)."""
+    marker = f'.{COEFFICIENTS}.'
+    return sorted({k.split(marker)[0] for k in state_dict if marker in k})
+
+
+def load_strictly(model: torch.nn.Module, path: str) -> Any:
+    """Load the checkpoint ``path`` into ``model``, every key matching both ways; return the
+    checkpoint (see ``load_state_strictly``)."""
+    checkpoint = read_checkpoint(path)
+    load_state_strictly(model, state_dict_in(checkpoint, path), path)
+    return checkpoint
+
+
+def load_state_strictly(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor],
+                        path: str) -> None:
+    """Load ``state_dict`` (read from ``path``) into ``model`` (unwrapped), every key matching.
+
+    mmengine's own loading (``load_from``, ``init_cfg``) is ``strict=False`` and only warns, so a
+    checkpoint of another architecture would be evaluated or folded half-random. Plain weights of
+    replaced blocks are dropped by the backbone's guard before the comparison.
+    """
+    model = getattr(model, 'module', model)  # DDP and mmengine's wrappers
+    try:
+        model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
         raise CheckpointMismatchError(
-            f'{filename} does not fit the model built from this config (was it trained with '
-            f'another config or architecture?):\n{error}') from error
+            f'{path} does not fit the model built from this config (was it trained with '
+            f'another config or architecture?):\n{error}', path=path) from error

@@ -15,6 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 from repl_mm.core import ReplError
+from .checkpoint import check_checkpoint_file, read_checkpoint
 
 
 class CfgOptionsAction(DictAction):
@@ -53,9 +54,23 @@ def config_name(path: str) -> str:
     return osp.splitext(osp.basename(path))[0]
 
 
+def read_config(path: str) -> Config:
+    """``Config.fromfile(path)``, with a clear error for a missing or unreadable config."""
+    if not osp.isfile(path):
+        raise ReplError(f'config {path}: no such file. Give the path of an OpenMMLab config, '
+                        f'e.g. configs/mask_rcnn_repl_r50_coco.py.', path=path)
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as error:
+        raise ReplError(f'config {path} is not valid Python: {error.msg} (line '
+                        f'{error.lineno}).', path=path) from error
+    except (OSError, ImportError) as error:  # a missing _base_, an unsupported file type
+        raise ReplError(f'config {path} cannot be read: {error}', path=path) from error
+
+
 def load_config(args: argparse.Namespace) -> Config:
     """``args.config`` with ``args.cfg_options`` merged in."""
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
@@ -101,19 +116,30 @@ def merge_train_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise ReplError(f'--resume {args.resume}: no such checkpoint file.')
+        check_resumable(args.resume)
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
 
 
+def check_resumable(path: str) -> None:
+    """Fail clearly unless ``path`` is a checkpoint a Runner wrote (mmengine's resume reads its
+    ``meta`` and fails deep inside on anything else)."""
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict) or not {'meta', 'state_dict'} <= set(checkpoint):
+        raise ReplError(f'--resume {path}: not a checkpoint a training wrote (it has no '
+                        f"'meta' and 'state_dict'), so there is no training state to resume. To "
+                        f'start from its weights instead: --cfg-options load_from={path}',
+                        path=path)
+
+
 def merge_test_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """``CHECKPOINT``, ``--work-dir``, ``--cfg-options``, ``--launcher``."""
-    if not osp.isfile(args.checkpoint):
-        raise ReplError(f'checkpoint {args.checkpoint}: no such file.')
+    """``CHECKPOINT`` (loaded the stock way, ``load_from``, after hooks such as ``EMAHook`` have
+    run ``before_run``), ``--work-dir``, ``--cfg-options``, ``--launcher``."""
+    check_checkpoint_file(args.checkpoint)
     cfg = _merge_common(cfg, args)
-    cfg.load_from = None  # loaded strictly by the tool, see tools/test.py
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
     return cfg
 
 

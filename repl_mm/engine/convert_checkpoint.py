@@ -13,6 +13,7 @@ parameters are synthesised.
 """
 import copy
 import os
+import re
 import os.path as osp
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -23,10 +24,10 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, init_default_scope
 from torch import Tensor, nn
 
-from repl_mm.core import PlanError, ReplError
+from repl_mm.core import CheckpointMismatchError, PlanError, ReplError
 from repl_mm.core.conversion import BlockConversion, convert_from_plain
 from repl_mm.models import plain_model_cfg
-from .checkpoint import trusted_checkpoint_globals
+from .checkpoint import read_checkpoint, replaced_blocks_in, state_dict_in
 from .data_check import DataNotFoundError
 from .fold_checkpoint import primitive
 
@@ -45,33 +46,66 @@ class ConversionResult:
     ranking: List[Tuple[str, float]] = field(default_factory=list)  # blocks='auto': cost each
 
 
-def read_state_dict(path: str) -> Dict[str, Tensor]:
-    """The tensors of a checkpoint file: a Runner checkpoint, ``{'state_dict': ...}`` or a bare
-    state dict."""
-    if not osp.isfile(path):
-        raise ReplError(f'{path}: no such checkpoint file.')
-    with trusted_checkpoint_globals():
-        state = torch.load(path, map_location='cpu')
-    state = state.get('state_dict', state) if isinstance(state, dict) else state
-    if not isinstance(state, dict) or not any(torch.is_tensor(v) for v in state.values()):
-        raise ReplError(f'{path} holds no state dict.')
-    return {k: v for k, v in state.items() if torch.is_tensor(v)}
+def read_plain_state_dict(path: str) -> Dict[str, Tensor]:
+    """The tensors of a plain checkpoint file: a Runner checkpoint, ``{'state_dict': ...}`` or a
+    bare state dict. A RepL checkpoint is refused: converting it would throw its trained
+    coefficients away and start the replaced blocks afresh."""
+    state = state_dict_in(read_checkpoint(path), path)
+    replaced = replaced_blocks_in(state)
+    if replaced:
+        raise CheckpointMismatchError(
+            f'{path} is a RepL checkpoint (trained coefficients for {", ".join(replaced)}), not a '
+            f'plain one: tools/convert.py starts a RepL model from a plain (pretrained) network '
+            f'and would throw those coefficients away. To train on from it, set load_from (or '
+            f'--resume) in its own config; for the plain network it computes, fold it: '
+            f'python tools/fold.py CONFIG {path} OUT_DIR.', path=path, replaced_blocks=replaced)
+    return state
+
+
+def _block_container(key: str) -> Optional[str]:
+    """``'layer1.3.conv1.weight'`` -> ``'layer1.'``: what holds the first numbered block of a
+    state-dict key (``'layers.'``, ``'stages.'``), or ``None``."""
+    match = re.match(r'(.+?\.)\d+\.', key)
+    return match.group(1) if match else None
 
 
 def _load_plain(model: nn.Module, state: Dict[str, Tensor], path: str) -> Dict[str, int]:
-    """Load a whole model's or a backbone's state dict into the plain ``model``."""
+    """Load a whole model's or a backbone's state dict into the plain ``model``: every backbone
+    parameter must be in it and fit; tensors outside the backbone that do not fit (another
+    number of classes) are skipped."""
     whole = any(k.startswith('backbone.') for k in state)
     target = model if whole else model.backbone
-    result = target.load_state_dict(state, strict=False)
-    backbone_keys = [k for k, _ in target.named_parameters()
-                     if not whole or k.startswith('backbone.')]
-    missing = [k for k in result.missing_keys if k in backbone_keys]
-    if len(missing) == len(backbone_keys):
-        raise ReplError(f'{path} holds none of the backbone\'s tensors (keys such as '
-                        f'{list(state)[:3]}): is it a checkpoint of '
-                        f'{type(model.backbone).__name__}?')
-    return dict(loaded=len(state) - len(result.unexpected_keys),
-                missing_backbone=len(missing), unexpected=len(result.unexpected_keys))
+    prefix = 'backbone.' if whole else ''
+    backbone = [prefix + k for k, _ in model.backbone.named_parameters()]
+    if not any(k in state for k in backbone):
+        raise CheckpointMismatchError(
+            f'{path} holds none of the backbone\'s tensors (keys such as {list(state)[:3]}): is '
+            f'it a checkpoint of {type(model.backbone).__name__}?', path=path)
+    own = target.state_dict()
+    skipped = [k for k, v in state.items() if whole and not k.startswith('backbone.')
+               and k in own and v.shape != own[k].shape]
+    state = {k: v for k, v in state.items() if k not in skipped}
+    fix = ('Give a checkpoint of the same architecture and depth (the plain twin of the RepL '
+           'backbone).')
+    try:
+        result = target.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # a backbone tensor of another shape
+        raise CheckpointMismatchError(f'{path} does not fit {type(model.backbone).__name__} as '
+                                      f'the config builds it: {error} {fix}', path=path) from error
+    missing = [k for k in result.missing_keys if k in backbone]
+    containers = {_block_container(k) for k in backbone} - {None}
+    extra = [k for k in result.unexpected_keys if _block_container(k) in containers]
+    if missing or extra:
+        raise CheckpointMismatchError(
+            f'{path} is not a checkpoint of {type(model.backbone).__name__} as the config builds '
+            f'it: ' + '; '.join(part for part in (
+                f'{len(missing)} of its parameters are missing, e.g. {missing[:3]}'
+                if missing else '',
+                f'{len(extra)} tensors of blocks it does not have, e.g. {extra[:3]} (another '
+                f'depth?)' if extra else '') if part) + f'. {fix}',
+            path=path, missing=missing, extra=extra)
+    return dict(loaded=len(state) - len(result.unexpected_keys), skipped=len(skipped),
+                unexpected=len(result.unexpected_keys))
 
 
 def training_images(cfg: Config, model: nn.Module, batches: int) -> List[Tensor]:
@@ -166,7 +200,7 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
     model_cfg.pop('pretrained', None)
     repl = dict(model_cfg['backbone'].get('repl') or {})
     plain = MODELS.build(plain_model_cfg(model_cfg))
-    loaded = _load_plain(plain, read_state_dict(plain_checkpoint), plain_checkpoint)
+    loaded = _load_plain(plain, read_plain_state_dict(plain_checkpoint), plain_checkpoint)
     with MODELS.switch_scope_and_registry(None) as registry:  # the config's default scope
         backbone_class = registry.get(model_cfg['backbone']['type'])
     mode = backbone_class.repl_config_from(

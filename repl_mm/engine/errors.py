@@ -165,11 +165,15 @@ def explain_errors(cfg: Config, checkpoint: Optional[str] = None) -> Iterator[No
             raise
         path = (checkpoint or cfg.get('load_from')
                 or last_complete_checkpoint(cfg.get('work_dir')) or '(unknown)')
-        raise CorruptCheckpointError(
-            f'The checkpoint {path} cannot be read: it is truncated or not a checkpoint '
-            f'({str(error).splitlines()[0]}). A checkpoint written while the disk filled up or '
-            f'the process was killed is incomplete; resume from an earlier one.',
-            path=path) from error
+        raise corrupt_checkpoint(path, str(error).splitlines()[0]) from error
+
+
+def corrupt_checkpoint(path: str, reason: str) -> CorruptCheckpointError:
+    """The error for a checkpoint file that is cut short or not a checkpoint."""
+    return CorruptCheckpointError(
+        f'The checkpoint {path} cannot be read: it is truncated or not a checkpoint ({reason}). '
+        f'A checkpoint written while the disk filled up or the process was killed is '
+        f'incomplete; resume from an earlier one (or copy the file again).', path=path)
 
 
 def _empty_dataset(error: ValueError) -> Optional[BaseDataset]:

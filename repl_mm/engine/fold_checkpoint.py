@@ -23,13 +23,12 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import MODELS, Registry, init_default_scope
-from mmengine.runner import load_checkpoint
 
 from repl_mm.models import plain_model_cfg
-from repl_mm.core import (COEFFICIENTS, CheckpointMismatchError, ReplError,
-                          fold_replaced_blocks)
+from repl_mm.core import COEFFICIENTS, ReplError, fold_replaced_blocks
 from repl_mm.version import __version__
-from .checkpoint import trusted_checkpoint_globals
+from .checkpoint import (load_state_strictly, read_checkpoint, replaced_blocks_in,
+                         state_dict_in)
 
 _DROP = object()
 
@@ -114,14 +113,20 @@ def plain_config(cfg: Config) -> Tuple[Config, List[str]]:
 
 
 def load_repl_checkpoint(model: torch.nn.Module, filename: str) -> Dict[str, Any]:
-    """Load ``filename`` into the RepL model, every key matching; return the checkpoint."""
-    try:
-        with trusted_checkpoint_globals():
-            return load_checkpoint(model, filename, map_location='cpu', strict=True,
-                                   logger='current')
-    except RuntimeError as error:
-        raise CheckpointMismatchError(
-            f'{filename} does not fit the RepL model built from the config:\n{error}') from error
+    """Load the RepL checkpoint ``filename`` into the RepL model, every key matching; return it.
+
+    A plain checkpoint would load too (the backbone's guard starts the replaced blocks from it),
+    and folding would then write the guard's start, not a training's result: refused.
+    """
+    checkpoint = read_checkpoint(filename)
+    state_dict = state_dict_in(checkpoint, filename)
+    if not replaced_blocks_in(state_dict):
+        raise ReplError(f'{filename} holds no RepL coefficients: it is a plain checkpoint, not '
+                        f'one trained with this RepL config. There is nothing to fold: run it '
+                        f'with the plain config, or fold the checkpoint the RepL training wrote '
+                        f'(its work dir\'s iter_*.pth / epoch_*.pth).', path=filename)
+    load_state_strictly(model, state_dict, filename)
+    return checkpoint
 
 
 def backbone_outputs(model: torch.nn.Module) -> List[torch.Tensor]:

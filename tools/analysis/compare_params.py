@@ -6,13 +6,12 @@ Prints one markdown table; counts come from the models built from the configs (n
 """
 import argparse
 
-from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401
 from repl_mm.analysis import count_parameters
 from repl_mm.models import plain_model_cfg
-from repl_mm.engine.cli import run_tool
+from repl_mm.engine.cli import read_config, run_tool
 
 
 def build(model_cfg, scope):
@@ -28,7 +27,7 @@ def main() -> None:
           '| model trainable |')
     print('|---|---|---:|---:|---:|---:|')
     for path in args.configs:
-        cfg = Config.fromfile(path)
+        cfg = read_config(path)
         scope = cfg.get('default_scope', 'mmengine')
         for model_cfg in (plain_model_cfg(cfg.model), cfg.model):
             counts = count_parameters(build(model_cfg, scope))
