@@ -98,7 +98,8 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
     if plan.replaced:
         paths = dict(stages)
         backbone.register_load_state_dict_pre_hook(StateDictGuard(
-            [f'{paths[stage]}.{index}' for stage, index in plan.replaced], config.kind,
+            [f'{paths[stage]}.{index}' for stage, index in plan.replaced],
+            [f'{paths[stage]}.{index}' for stage, index in plan.chain], config.kind,
             config.warm_start_mode, log))
         if config.kind != 'removed':
             coefficient_steps.install()

@@ -39,15 +39,17 @@ class StateDictGuard:
 
     Args:
         block_paths: the replaced blocks' paths in the backbone (``'layer1.1'``).
+        chain: every block's path in the backbone, in forward order.
         kind: ``repl.kind``.
         warm_start: ``ReplacementConfig.warm_start_mode``: how the coefficients start from a
             plain checkpoint.
         log: where the one-line summary of a plain checkpoint goes.
     """
 
-    def __init__(self, block_paths: Sequence[str], kind: str, warm_start: Optional[str],
-                 log: Log = logging.getLogger('repl_mm').info) -> None:
+    def __init__(self, block_paths: Sequence[str], chain: Sequence[str], kind: str,
+                 warm_start: Optional[str], log: Log = logging.getLogger('repl_mm').info) -> None:
         self.block_paths = list(block_paths)
+        self.chain = list(chain)
         self.kind = kind
         self.warm_start = warm_start
         self.log = log
@@ -131,8 +133,7 @@ class StateDictGuard:
     def _load_plain(self, module: nn.Module, incoming: Dict[str, str],
                     state_dict: Dict[str, torch.Tensor], prefix: str) -> None:
         held = [p for p in self.block_paths if any(k.startswith(f'{p}.') for k in incoming)]
-        if self.kind != 'removed':
-            self._refuse_removed_checkpoint(held, incoming, prefix)
+        self._refuse_removed_checkpoint(incoming, prefix)
         for path, block in replaced_blocks(module):  # the coefficients are this model's
             spec = getattr(block, COEFFICIENTS).spec
             state_dict[f'{prefix}{path}.{_EXTRA_STATE}'] = spec.encode()
@@ -176,25 +177,26 @@ class StateDictGuard:
             del state_dict[incoming[key]]
         self.log(message)
 
-    def _refuse_removed_checkpoint(self, held: List[str], incoming: Dict[str, str],
-                                   prefix: str) -> None:
-        """A backbone checkpoint with nothing for a replaced block between blocks it holds was
-        made with ``kind='removed'`` (or for another network): loading it would leave the
-        replaced blocks' statistics and coefficients at their initial values."""
-        missing = []
-        for path in self.block_paths:
-            if path in held:
-                continue
-            container, _, index = path.rpartition('.')
-            around = [f'{container}.{int(index) + step}.' for step in (-1, 1)]
-            if all(any(k.startswith(a) for k in incoming) for a in around):
-                missing.append(path)
-        if missing:
-            raise CheckpointMismatchError(
-                f'The checkpoint holds no tensors for the replaced blocks '
-                f'{self._names(missing, prefix)} but holds the blocks around them: it was made '
-                f"with repl.kind='removed' (those blocks deleted), or for another network. Set "
-                f"repl.kind='removed' to load it, or use a checkpoint of this backbone.")
+    def _refuse_removed_checkpoint(self, incoming: Dict[str, str], prefix: str) -> None:
+        """A checkpoint without coefficients that holds nothing for a block of this model between
+        blocks it holds was made with ``kind='removed'`` (those blocks deleted) or for another
+        network: loading it would leave those blocks (their statistics and coefficients, or, for
+        an ordinary block, its weights) at their initial values."""
+        held = [any(k.startswith(f'{path}.') for k in incoming) for path in self.chain]
+        missing = [path for i, path in enumerate(self.chain[1:-1], 1)
+                   if held[i - 1] and held[i + 1] and not held[i]
+                   and not (self.kind == 'removed' and path in self.block_paths)]
+        if not missing:
+            return
+        what = ('the replaced blocks' if set(missing) <= set(self.block_paths)
+                else 'the blocks')
+        raise CheckpointMismatchError(
+            f'The checkpoint holds no tensors for {what} {self._names(missing, prefix)} but holds '
+            f"the blocks around them: it was made with repl.kind='removed' (those blocks "
+            f'deleted), or for another network, and loading it would leave them at their initial '
+            f"values. Set repl.kind='removed' and repl.blocks to the plan it was trained with to "
+            f'load it, or use a checkpoint of this backbone.',
+            checkpoint_missing=[prefix + p for p in missing])
 
 
 def warm_start_coefficients(module: nn.Module, blocks: List[Tuple[str, nn.Module]],

@@ -159,6 +159,37 @@ def test_amp_optim_wrapper_trains_coefficients_and_neighbours():
 
 
 @needs_cuda
+@pytest.mark.parametrize('optimizer', [dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01),
+                                       dict(type='AdamW', lr=0.01, weight_decay=0.05)])
+def test_amp_optim_wrapper_steps_coefficients_as_paramwise_cfg(optimizer, monkeypatch):
+    """The coefficient-steps contract under ``AmpOptimWrapper`` (GradScaler's unscale and skipped
+    steps around the optimizer's): bit for bit the ``paramwise_cfg`` run, with deterministic
+    kernels (tests/core/test_coefficient_steps.py is the CPU matrix)."""
+    monkeypatch.setattr(torch.backends.cudnn, 'deterministic', True)
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
+    runs = []
+    for reference in (False, True):
+        torch.manual_seed(0)
+        cfg = copy.deepcopy(CLASSIFIER)
+        cfg['backbone']['repl'] = dict(coefficient_lr_mult=1.0 if reference else 4.0)
+        model = build(cfg).cuda()
+        wrapper_cfg = dict(type='AmpOptimWrapper', loss_scale='dynamic', optimizer=optimizer)
+        if reference:
+            wrapper_cfg['paramwise_cfg'] = dict(custom_keys={COEFFICIENTS: dict(
+                decay_mult=0., lr_mult=4.0)})
+        wrapper = build_optim_wrapper(model, wrapper_cfg)
+        model.train()
+        for step in range(4):
+            data = model.data_preprocessor(batch(seed=step), True)
+            with wrapper.optim_context(model):
+                loss = sum(model(**data, mode='loss').values())
+            wrapper.update_params(loss)
+        runs.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    different = [n for n in runs[1] if not torch.equal(runs[0][n], runs[1][n])]
+    assert not different, different[:4]
+
+
+@needs_cuda
 def test_training_cost_hook_logs_cuda_memory(tmp_path):
     """On CUDA the hook logs torch's max allocated / reserved memory (reset after each read)."""
     from mmengine.config import Config

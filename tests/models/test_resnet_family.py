@@ -152,6 +152,7 @@ def test_cpu_autocast_optim_wrapper_runs_bf16():
 
 
 def test_torch_compile_of_a_small_repl_backbone():
+    torch.manual_seed(0)  # an unseeded model was off by 1e-5 at 1 of 2048 outputs in 1 of 3 runs
     model = build('mmpretrain', dict(type='RepLCIFARResNet', depth=20))
     compiled = torch.compile(model)
     x = torch.randn(2, 3, 16, 16)

@@ -1,0 +1,149 @@
+"""The checkpoint-refusal matrix (``repl_mm.core.state_dict_guard``): every family at a tiny
+width, a checkpoint of each setting loaded into a model of each setting, by every loading path.
+
+A checkpoint loads exactly when it was made with the settings that give the model's function:
+the same plan, kind and, per replaced block, the same coefficient record and keys (an adapter
+setting that no block uses changes nothing); a plain checkpoint loads into every model. Anything
+else is refused with ``CheckpointMismatchError``, and a refused load leaves the model as it was.
+The settings include a plan drawn at random (seeded) for each family.
+"""
+import copy
+import random
+from typing import Dict, List, Optional
+
+import pytest
+import torch
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.runner import load_checkpoint
+
+import repl_mm  # noqa: F401
+from repl_mm.core import COEFFICIENTS, CheckpointMismatchError, PlanError, replaced_blocks
+from repl_mm.models import plain_model_cfg
+
+from conftest import perturb
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+FAMILIES = {
+    'mmdet-resnet': ('mmdet', dict(type='RepLResNet', depth=34, base_channels=8)),
+    'mmseg-resnetv1c': ('mmseg', dict(type='RepLResNetV1c', depth=34, stem_channels=8,
+                                      base_channels=8)),
+    'mmpretrain-cifar': ('mmpretrain', dict(type='RepLCIFARResNet', depth=20, base_channels=4,
+                                            stem_channels=4)),
+    'mmdet-swin': ('mmdet', dict(type='RepLSwinTransformer', embed_dims=16, depths=(2, 2, 4, 2),
+                                 num_heads=(1, 2, 2, 4), window_size=4)),
+    'mmpretrain-vit': ('mmpretrain', dict(type='RepLVisionTransformer', img_size=16,
+                                          patch_size=4, arch=dict(embed_dims=16, num_layers=5,
+                                                                  num_heads=2,
+                                                                  feedforward_channels=32))),
+}
+CNN = ('mmdet-resnet', 'mmseg-resnetv1c', 'mmpretrain-cifar')
+SETTINGS = {
+    'default': dict(),
+    'seeded-plan': None,  # drawn per family
+    'light': dict(kind='light'),
+    'light-weight-norm': dict(kind='light', light_norm='weight'),
+    'removed': dict(kind='removed'),
+    'channel': dict(granularity='channel'),
+    'submodule': dict(granularity='submodule'),
+    'projection': dict(adapter='projection'),
+    'average': dict(adapter='average'),
+}
+
+
+def build(family: str, repl: Optional[dict]):
+    """The family's RepL backbone with ``repl`` (its plain twin if ``None``), seeded."""
+    scope, cfg = FAMILIES[family]
+    init_default_scope(scope)
+    torch.manual_seed(0)
+    if repl is None:
+        return MODELS.build(plain_model_cfg(dict(backbone=dict(cfg)))['backbone'])
+    return MODELS.build(dict(cfg, repl=dict(repl, warm_start=False)))
+
+
+def seeded_plan(family: str, seed: int = 0) -> Dict[str, List[int]]:
+    """A valid plan drawn at random: never two adjacent blocks, never the network's ends."""
+    probe = build(family, dict(blocks={}))
+    stages = [(name, len(probe.get_submodule(path))) for name, path in probe.repl_stages()]
+    chain = [(name, i) for name, depth in stages for i in range(depth)]
+    rng = random.Random(f'{family}-{seed}')
+    for _ in range(100):
+        chosen = []
+        for position in range(1, len(chain) - 1):
+            if rng.random() < 0.4 and (not chosen or chosen[-1] < position - 1):
+                chosen.append(position)
+        plan = {name: [i for p, (stage, i) in enumerate(chain) if stage == name and p in chosen]
+                for name, _ in stages}
+        if chosen and plan != probe.repl_plan.to_dict():
+            try:
+                build(family, dict(blocks=plan))
+            except PlanError:  # a block without a counterpart in a neighbour
+                continue
+            return plan
+    raise AssertionError(f'no valid plan drawn for {family}')
+
+
+def settings_of(family: str) -> Dict[str, dict]:
+    settings = {}
+    for name, repl in SETTINGS.items():
+        if name == 'seeded-plan':
+            repl = dict(blocks=seeded_plan(family))
+        if name == 'light-weight-norm' and family not in CNN:
+            continue  # transformers refuse it (test_transformers.py)
+        settings[name] = repl
+    return settings
+
+
+def identity(model) -> tuple:
+    """What a checkpoint must match: the plan, and per replaced block its coefficient record;
+    and every state-dict key."""
+    specs = tuple((path, getattr(block, COEFFICIENTS).spec)
+                  for path, block in replaced_blocks(model))
+    return (model.repl_config.kind, model.repl_plan.replaced, specs,
+            tuple(sorted(model.state_dict())))
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    """Per family: ``{setting: (identity, state dict, file)}``, the weights perturbed."""
+    root = tmp_path_factory.mktemp('refusal_matrix')
+    made = {}
+    for family in FAMILIES:
+        made[family] = {}
+        for name, repl in {'plain': None, **settings_of(family)}.items():
+            model = build(family, repl)
+            perturb(model, seed=len(made[family]))
+            state = copy.deepcopy(model.state_dict())
+            path = root / f'{family}-{name}.pth'
+            torch.save({'state_dict': state}, path)
+            made[family][name] = (None if repl is None else identity(model), state, path)
+    return made
+
+
+def load(path: str, model, state: dict, file) -> None:
+    if path == 'load_state_dict':
+        model.load_state_dict(state, strict=False)
+    else:  # mmengine's load_checkpoint: load_from, resume, init_cfg=Pretrained
+        load_checkpoint(model, str(file), map_location='cpu', strict=False, logger='silent')
+
+
+@pytest.mark.parametrize('path', ['load_state_dict',
+                                  pytest.param('load_checkpoint', marks=pytest.mark.slow)])
+@pytest.mark.parametrize('family', FAMILIES)
+def test_a_checkpoint_loads_exactly_where_its_settings_give_the_models_function(
+        checkpoints, family, path):
+    for model_setting, repl in settings_of(family).items():
+        model = build(family, repl)
+        for source, (theirs, state, file) in checkpoints[family].items():
+            before = copy.deepcopy(model.state_dict())
+            case = f'{source} checkpoint -> {model_setting} model'
+            if theirs is None or theirs == identity(model):
+                load(path, model, state, file)
+                if theirs is not None:  # a RepL checkpoint of these settings: exactly it
+                    ours = model.state_dict()
+                    assert all(torch.equal(ours[k], v) for k, v in state.items()), case
+            else:
+                with pytest.raises(CheckpointMismatchError):
+                    load(path, model, state, file)
+                after = model.state_dict()
+                assert all(torch.equal(after[k], v) for k, v in before.items()), case
