@@ -7,7 +7,8 @@ import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.engine import (check_data_paths, finish_launcher, load_strictly, prepare_launcher,
                             trusted_checkpoint_globals)
 from repl_mm.engine.cli import add_common_args, merge_test_args, read_config, run_tool
-from repl_mm.engine.errors import check_datasets_not_empty, explain_errors
+from repl_mm.engine.errors import (check_datasets_not_empty, explain_build_errors,
+                                   explain_errors)
 
 
 def parse_args() -> argparse.Namespace:
@@ -23,7 +24,8 @@ def main() -> None:
     cfg = merge_test_args(read_config(args.config), args)
     check_data_paths(cfg, ('test', ))
     prepare_launcher(cfg)
-    runner = Runner.from_cfg(cfg)
+    with explain_build_errors(args.config):
+        runner = Runner.from_cfg(cfg)
     with trusted_checkpoint_globals(), explain_errors(cfg, args.checkpoint):
         check_datasets_not_empty(runner, ('test', ))
         load_strictly(runner.model, args.checkpoint)  # refuses what load_from would half-load

@@ -18,18 +18,23 @@ they would in groups of their own built by mmengine's
 ``M = repl.coefficient_lr_mult``: the optimizer's own update, with its own kernels, no decay and
 ``lr * M``. No code ever sees a coefficient value other than its true one.
 
-**The mechanism: a view of the param groups for the length of each step.** Optimizers are built
-where repl-mm has no say (a user's ``torch.optim.AdamW(model.parameters())``, mmengine's
-constructor with the config as it ships), so the groups are arranged where every optimizer passes:
-its step. Global step pre- and post-hooks swap ``optimizer.param_groups`` for a view while the
-step runs: each group that holds coefficients needing other settings (its weight decay is not 0,
-or their ``lr_mult`` is not 1) shows up as the group without them and, per multiplier, a copy of
-it holding only them, with ``weight_decay=0.`` and ``lr = group['lr'] * M``. The real list and
-its dicts are never changed; the optimizer state is keyed by parameter, so it is the same state;
-the values and gradients are untouched. Outside a step, schedulers, ``state_dict()``, checkpoints
-and resume see the groups as they were built. A step that raises leaves the view in place until
-the optimizer's next step, ``state_dict()`` or ``load_state_dict()``, each of which puts the real
-groups back first.
+**The mechanism: the step runs on a view of the optimizer.** Optimizers are built where repl-mm
+has no say (a user's ``torch.optim.AdamW(model.parameters())``, mmengine's constructor with the
+config as it ships), so the groups are arranged where every optimizer passes: its step. A global
+step pre-hook hands the step, in place of the optimizer, its *view*: a second Python object of
+the optimizer's class (a subclass of it, so ``super()`` and ``isinstance`` hold) that shares the
+optimizer's instance dictionary (its state, defaults, hooks and every attribute the step writes),
+and differs in one attribute, ``param_groups``. Each group that holds coefficients needing other
+settings (its weight decay is not 0, or their ``lr_mult`` is not 1) shows up there as runs of
+consecutive parameters: the runs of coefficients with ``weight_decay=0.`` and ``lr = group['lr']
+* M``, the others with the group's settings. The view's groups are made when the step first reads
+them (after every other pre-hook has run). Nothing is swapped on the optimizer itself: a closure,
+other hooks, ``state_dict()`` and a scheduler see the real groups at every moment, and a step that
+raises leaves nothing behind. The values, gradients and optimizer state (keyed by parameter) are
+the same tensors. What the step writes into a group (a counter, an estimate) is written back to the
+real group by the post-hook when every run of that group wrote the same; where the runs disagree
+(an optimizer that keeps per-group estimates, as D-Adaptation does) the step is refused after the
+fact, naming ``paramwise_cfg`` as the way to give it the coefficients' groups for good.
 
 Consequences, each tested (tests/core/test_coefficient_steps.py):
 
@@ -41,7 +46,8 @@ Consequences, each tested (tests/core/test_coefficient_steps.py):
   itself (write ``lr_mult`` there, and leave ``coefficient_lr_mult=1``, for that);
 * an optimizer that steps through another one (``ZeroRedundancyOptimizer``: ``.optim``) is left
   alone and its inner optimizer gets the view, so nothing applies twice; one that shares its
-  groups with an inner one (SAM, Lookahead) gets a view of its own, the inner one too;
+  groups with an inner one (SAM) gets a view of its own, the inner one too;
+* a step that raises leaves nothing behind (nothing was swapped on the optimizer);
 * ``LBFGS`` takes one group and steps the parameters it was built with: it has no decay, and
   ``lr_mult != 1`` is refused with an error; ``SparseAdam`` (sparse gradients only) and ``Muon``
   (2-D weight matrices only) cannot step coefficients: refused with the fix, a second optimizer.
@@ -49,7 +55,7 @@ Consequences, each tested (tests/core/test_coefficient_steps.py):
 import itertools
 import logging
 import weakref
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.optim import Optimizer
@@ -61,6 +67,8 @@ from .errors import ReplError
 
 #: ``log(message, level)`` with a ``logging`` level
 Log = Callable[[str, int], None]
+#: a group made for a step: (the real group it comes from, the group, its contents as made)
+Made = Tuple[dict, dict, dict]
 
 def steps_through_another(optimizer: Optimizer) -> bool:
     """Whether ``optimizer`` updates its parameters through an inner optimizer (``.optim``:
@@ -68,9 +76,16 @@ def steps_through_another(optimizer: Optimizer) -> bool:
     return isinstance(getattr(optimizer, 'optim', None), Optimizer)
 
 
-def coefficient_view(param_groups: List[dict]) -> Optional[List[dict]]:
-    """The param groups as the optimizer sees them during a step, or ``None`` if the
-    coefficients need nothing (no decay reaches them and every ``lr_mult`` is 1).
+def needs_view(param_groups: List[dict]) -> bool:
+    """Whether a group holds coefficients that need other settings than the group's."""
+    return any(is_coefficient(p) and ((group.get('weight_decay') or 0)
+                                      or coefficient_lr_mult(p) != 1.0)
+               for group in param_groups for p in group['params'])
+
+
+def coefficient_view(param_groups: List[dict]) -> Tuple[List[dict], List[Made]]:
+    """The param groups as the step sees them, and ``(real group, view group, its contents as
+    made)`` of every group made for it.
 
     Each group holding coefficients that need other settings is cut into runs of consecutive
     parameters: runs of other parameters keep the group's settings, runs of coefficients (of one
@@ -79,23 +94,100 @@ def coefficient_view(param_groups: List[dict]) -> Optional[List[dict]]:
     in the same order. Every other group is the real dict itself.
     """
     view: List[dict] = []
-    changed = False
+    made: List[Made] = []
     for group in param_groups:
         mults = [coefficient_lr_mult(p) if is_coefficient(p) else None for p in group['params']]
         decay = group.get('weight_decay') or 0
         if all(m is None or (m == 1.0 and not decay) for m in mults):
             view.append(group)
             continue
-        changed = True
         for mult, run in itertools.groupby(zip(mults, group['params']), key=lambda x: x[0]):
             settings = dict(group, params=[p for _, p in run])
             if mult is not None:
                 if 'weight_decay' in group:
                     settings['weight_decay'] = 0.
                 if mult != 1.0:
-                    settings['lr'] = group['lr'] * mult
+                    settings['lr'] = _scaled_lr(group['lr'], mult)
             view.append(settings)
-    return view if changed else None
+            made.append((group, settings, dict(settings)))
+    return view, made
+
+
+def _scaled_lr(lr, mult: float):
+    if lr is None:
+        raise ReplError(f'An optimizer group has no learning rate (lr=None: a relative step '
+                        f'size), so repl.coefficient_lr_mult={mult:g} cannot scale it: set '
+                        f'repl.coefficient_lr_mult=1.')
+    return lr * mult
+
+
+class _StepView:
+    """Mixed into a subclass of each optimizer class: its instances share an optimizer's
+    ``__dict__`` and show ``param_groups`` as ``coefficient_view`` of the optimizer's, made at
+    the first read."""
+
+    __slots__ = ('made', '_groups')
+
+    @property
+    def param_groups(self) -> List[dict]:
+        if self._groups is None:
+            self._groups, self.made = coefficient_view(self.__dict__['param_groups'])
+        return self._groups
+
+    @param_groups.setter
+    def param_groups(self, groups: List[dict]) -> None:
+        self.__dict__['param_groups'] = groups
+        self._groups = None
+
+
+_VIEW_CLASSES: Dict[type, type] = {}
+
+
+def step_view(optimizer: Optimizer) -> Optimizer:
+    """A view of ``optimizer`` for one step (see the module docstring)."""
+    cls = type(optimizer)
+    if cls not in _VIEW_CLASSES:
+        _VIEW_CLASSES[cls] = type(cls.__name__, (_StepView, cls),
+                                  dict(__slots__=(), __module__=cls.__module__,
+                                       __qualname__=cls.__qualname__))
+    view = object.__new__(_VIEW_CLASSES[cls])
+    view.__dict__ = optimizer.__dict__  # the same state, defaults, hooks and attributes
+    view._groups, view.made = None, []
+    return view
+
+
+def _same(a, b) -> bool:
+    if a is b:
+        return True
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.is_tensor(a) and torch.is_tensor(b) and torch.equal(a, b)
+    return a == b
+
+
+def write_back(optimizer: Optimizer, made: List[Made]) -> None:
+    """Copy what the step wrote into the view's groups (``made`` by ``coefficient_view``) back
+    into the real groups; refuse where the runs of one group wrote different values."""
+    written: Dict[int, Dict[str, list]] = {}
+    groups: Dict[int, dict] = {}
+    for real, group, before in made:
+        groups[id(real)] = real
+        for key, value in group.items():
+            if key != 'params' and (key not in before or value is not before[key]):
+                written.setdefault(id(real), {}).setdefault(key, []).append(value)
+    for real_id, keys in written.items():
+        runs = sum(1 for real, _, _ in made if id(real) == real_id)
+        for key, values in keys.items():
+            if len(values) != runs or not all(_same(v, values[0]) for v in values):
+                raise ReplError(
+                    f'{type(optimizer).__name__} wrote {key!r} into its parameter groups during '
+                    f'a step, differently for the RepL coefficients than for the other parameters '
+                    f'of their group: it keeps state per group, and repl-mm gives the '
+                    f'coefficients groups of their own only for the length of a step. Give them '
+                    f'groups of their own when the optimizer is built: '
+                    f"paramwise_cfg=dict(custom_keys={{'repl_coefficients': dict(decay_mult=0.)}})"
+                    f' in optim_wrapper (in plain PyTorch, a param group of their own with '
+                    f'weight_decay=0).')
+            groups[real_id][key] = values[0]
 
 
 class CoefficientGroups:
@@ -103,34 +195,26 @@ class CoefficientGroups:
 
     def __init__(self, log: Log) -> None:
         self.log = log
-        self._real: 'weakref.WeakKeyDictionary[Optimizer, List[dict]]' = \
-            weakref.WeakKeyDictionary()
         self._told: 'weakref.WeakSet[Optimizer]' = weakref.WeakSet()
 
-    def before_step(self, optimizer: Optimizer, args, kwargs) -> None:
-        self.restore(optimizer)  # a step that raised left its view
-        if steps_through_another(optimizer):
-            return
+    def before_step(self, optimizer: Optimizer, args, kwargs) -> Optional[tuple]:
+        """Hand the step a view of ``optimizer`` in its place, where the coefficients need it."""
+        if steps_through_another(optimizer) or isinstance(optimizer, _StepView):
+            return None
         refuse_unsteppable(optimizer)
-        view = coefficient_view(optimizer.param_groups)
-        if view is None:
-            return
+        if not needs_view(optimizer.param_groups):
+            return None
         if optimizer not in self._told:
             self._told.add(optimizer)
-            optimizer.register_state_dict_pre_hook(self.restore)
-            optimizer.register_load_state_dict_pre_hook(lambda o, state: self.restore(o))
             self._say(optimizer)
-        self._real[optimizer] = optimizer.param_groups
-        optimizer.param_groups = view
+        return (step_view(optimizer), *args[1:]), kwargs
 
     def after_step(self, optimizer: Optimizer, args, kwargs) -> None:
-        self.restore(optimizer)
-
-    def restore(self, optimizer: Optimizer) -> None:
-        """Put the real param groups back, if a view is in place."""
-        real = self._real.pop(optimizer, None)
-        if real is not None:
-            optimizer.param_groups = real
+        """Write back what the step wrote into the view's groups (not for a nested step of the
+        view itself: ``super().step()`` in a subclass)."""
+        view = args[0] if args else None
+        if isinstance(view, _StepView) and not isinstance(optimizer, _StepView):
+            write_back(optimizer, view.made)
 
     def _say(self, optimizer: Optimizer) -> None:
         count, decays, mults = 0, set(), set()

@@ -69,9 +69,10 @@ def trusted_checkpoint_globals() -> Iterator[None]:
                 f'state_dict.') from error
 
 
-def check_checkpoint_file(path: str) -> None:
+def check_checkpoint_file(path: str) -> bytes:
     """Fail clearly unless ``path`` is a file that starts as ``torch.save`` writes one (a zip
-    archive, or a legacy pickle): cheap, for paths that mmengine loads later (``--resume``)."""
+    archive, or a legacy pickle); return its first two bytes. Cheap, for paths that mmengine
+    loads later."""
     if not osp.exists(path):
         raise ReplError(f'checkpoint {path}: no such file.', path=path)
     if osp.isdir(path):
@@ -85,16 +86,17 @@ def check_checkpoint_file(path: str) -> None:
         raise ReplError(f'{path} is not a PyTorch checkpoint (it starts with {head!r}; '
                         f'torch.save writes zip archives): give the .pth file a training wrote.',
                         path=path)
+    return head
 
 
 def read_checkpoint(path: str) -> Any:
     """What ``torch.load`` reads from ``path`` (under ``trusted_checkpoint_globals``), with one
     clear error for each way the file can be wrong: missing, a directory, empty, cut short, not
     written by ``torch.save``, or holding an object outside the allow-list."""
-    check_checkpoint_file(path)
+    zipped = check_checkpoint_file(path) == b'PK'
     try:
-        with trusted_checkpoint_globals():
-            return torch.load(path, map_location='cpu')
+        with trusted_checkpoint_globals():  # mapped, not read: a check costs no second copy
+            return torch.load(path, map_location='cpu', mmap=zipped)
     except (RuntimeError, EOFError) as error:  # zip reader / pickle stream cut short
         raise corrupt_checkpoint(path, str(error).splitlines()[0] or type(error).__name__
                                  ) from error

@@ -8,6 +8,7 @@ import ast
 import os
 import os.path as osp
 import sys
+import traceback
 from typing import Callable
 
 import torch
@@ -144,9 +145,12 @@ def merge_test_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 
 def run_tool(main: Callable[[], None]) -> None:
-    """Run a tool's ``main``; a ``ReplError`` ends it with its message, not a traceback."""
+    """Run a tool's ``main``; a ``ReplError`` ends it with its message, not a traceback
+    (``REPL_MM_DEBUG=1``: the traceback first)."""
     try:
         main()
     except ReplError as error:
+        if os.environ.get('REPL_MM_DEBUG'):
+            traceback.print_exc()
         print(f'error: {error}', file=sys.stderr)
         sys.exit(2)

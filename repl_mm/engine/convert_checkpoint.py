@@ -29,6 +29,7 @@ from repl_mm.core.conversion import BlockConversion, convert_from_plain
 from repl_mm.models import plain_model_cfg
 from .checkpoint import read_checkpoint, replaced_blocks_in, state_dict_in
 from .data_check import DataNotFoundError
+from .errors import explain_build_errors
 from .fold_checkpoint import primitive
 
 
@@ -193,16 +194,18 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
                        batches: int = 4, steps: int = 150) -> ConversionResult:
     """Convert ``plain_checkpoint`` for the RepL model of ``cfg``; see the module docstring."""
     init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model_cfg = copy.deepcopy(cfg.model)
-    if model_cfg.get('data_preprocessor') is None and cfg.get('data_preprocessor') is not None:
-        model_cfg['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
-    model_cfg['backbone']['init_cfg'] = None
-    model_cfg.pop('pretrained', None)
-    repl = dict(model_cfg['backbone'].get('repl') or {})
-    plain = MODELS.build(plain_model_cfg(model_cfg))
+    with explain_build_errors(cfg.filename):
+        model_cfg = copy.deepcopy(cfg.model)
+        if model_cfg.get('data_preprocessor') is None and \
+                cfg.get('data_preprocessor') is not None:
+            model_cfg['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
+        model_cfg['backbone']['init_cfg'] = None
+        model_cfg.pop('pretrained', None)
+        repl = dict(model_cfg['backbone'].get('repl') or {})
+        plain = MODELS.build(plain_model_cfg(model_cfg))
+        with MODELS.switch_scope_and_registry(None) as registry:  # the config's default scope
+            backbone_class = registry.get(model_cfg['backbone']['type'])
     loaded = _load_plain(plain, read_plain_state_dict(plain_checkpoint), plain_checkpoint)
-    with MODELS.switch_scope_and_registry(None) as registry:  # the config's default scope
-        backbone_class = registry.get(model_cfg['backbone']['type'])
     mode = backbone_class.repl_config_from(
         {k: v for k, v in repl.items() if k not in ('blocks', 'budget')}).warm_start_mode
     needs_data = repl.get('blocks') == 'auto' or mode == 'activations'
@@ -222,7 +225,8 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
             dict(model_cfg['backbone'], repl=dict(repl, blocks=None)), plain.backbone, images,
             budget, steps)
     model_cfg['backbone']['repl'] = repl
-    model = MODELS.build(model_cfg)
+    with explain_build_errors(cfg.filename):
+        model = MODELS.build(model_cfg)
     model.load_state_dict({k: v for k, v in plain.state_dict().items()
                            if not k.startswith('backbone.')}, strict=False)
     blocks = convert_from_plain(plain.backbone, model.backbone, images, steps)

@@ -168,6 +168,28 @@ def explain_errors(cfg: Config, checkpoint: Optional[str] = None) -> Iterator[No
         raise corrupt_checkpoint(path, str(error).splitlines()[0]) from error
 
 
+class ConfigBuildError(ReplError):
+    """A model (or Runner) that cannot be built from its config."""
+
+
+@contextmanager
+def explain_build_errors(config: str) -> Iterator[None]:
+    """Re-raise what building a model or Runner from ``config`` raises (an unknown type, a wrong
+    argument, a missing section) as one ``ConfigBuildError`` naming the config; a ``ReplError``
+    passes as it is. ``REPL_MM_DEBUG=1`` shows the original traceback too
+    (``repl_mm.engine.cli.run_tool``)."""
+    try:
+        yield
+    except ReplError:
+        raise
+    except (KeyError, TypeError, ValueError, AssertionError, AttributeError) as error:
+        raise ConfigBuildError(
+            f'The model of {config} cannot be built: {type(error).__name__}: {error}. Check its '
+            f"model section: each type (a class of another framework needs that framework's "
+            f"default_scope, or a scoped type such as 'mmdet.ResNet') and its arguments.",
+            config=config) from error
+
+
 def corrupt_checkpoint(path: str, reason: str) -> CorruptCheckpointError:
     """The error for a checkpoint file that is cut short or not a checkpoint."""
     return CorruptCheckpointError(

@@ -27,6 +27,7 @@ from mmengine.registry import MODELS, Registry, init_default_scope
 from repl_mm.models import plain_model_cfg
 from repl_mm.core import COEFFICIENTS, ReplError, fold_replaced_blocks
 from repl_mm.version import __version__
+from .errors import explain_build_errors
 from .checkpoint import (load_state_strictly, read_checkpoint, replaced_blocks_in,
                          state_dict_in)
 
@@ -152,8 +153,9 @@ class FoldResult:
 def fold_checkpoint(cfg: Config, checkpoint_file: str, out_dir: str,
                     name: str) -> FoldResult:
     """Fold the RepL checkpoint ``checkpoint_file`` of ``cfg`` into ``out_dir/<name>_folded.*``."""
-    plain_cfg, still_ours = plain_config(cfg)
-    kind = (cfg.model.backbone.get('repl') or {}).get('kind', 'fused')
+    with explain_build_errors(cfg.filename):
+        plain_cfg, still_ours = plain_config(cfg)
+        kind = (cfg.model.backbone.get('repl') or {}).get('kind', 'fused')
     if kind != 'fused':
         raise ReplError(
             f"repl.kind={kind!r}: folding a light surrogate gives a small module of repl-mm "
@@ -161,13 +163,14 @@ def fold_checkpoint(cfg: Config, checkpoint_file: str, out_dir: str,
             f"model has no stock-framework config and inference with it still needs repl-mm. "
             f"Evaluate the RepL checkpoint with repl-mm's tools/test.py instead.")
     init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model = MODELS.build(cfg.model).eval()
+    with explain_build_errors(cfg.filename):
+        model = MODELS.build(cfg.model).eval()
+        plain = MODELS.build(plain_cfg.model).eval()
     checkpoint = load_repl_checkpoint(model, checkpoint_file)
     reference = backbone_outputs(model)
     repl_meta = model.backbone.repl_meta()
     folded = fold_replaced_blocks(model)
 
-    plain = MODELS.build(plain_cfg.model).eval()
     try:
         plain.load_state_dict(model.state_dict(), strict=True)
     except RuntimeError as error:

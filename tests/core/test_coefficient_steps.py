@@ -173,19 +173,27 @@ def test_learning_rate_schedules(mult, schedule):
                 trajectory(optimizer, mult, True, schedulers=[WARMUP, schedule]))
 
 
+class RecordingSGD(torch.optim.SGD):
+    """SGD that records the learning rates its step sees."""
+
+    def step(self, closure=None):
+        self.seen.append(sorted({g['lr'] for g in self.param_groups}))
+        return super().step(closure)
+
+
 def test_a_schedule_floor_scales_with_the_multiplier():
     """What differs from ``paramwise_cfg`` with lr_mult != 1 under a floored schedule, as
     documented: the coefficients always step at M times their group's scheduled rate."""
     model = tiny_model(3.0)
-    wrapper = build_wrapper(model, dict(type='SGD', lr=0.1, weight_decay=0.01), 3.0, False)
+    wrapper = build_wrapper(model, dict(type=RecordingSGD, lr=0.1, weight_decay=0.01), 3.0,
+                            False)
+    wrapper.optimizer.seen = []
     scheduler = PARAM_SCHEDULERS.build(dict(type='CosineAnnealingLR', eta_min=0.05, T_max=3,
                                             by_epoch=False, end=4, optimizer=wrapper))
-    seen = []
-    wrapper.optimizer.register_step_pre_hook(
-        lambda opt, args, kwargs: seen.append(sorted({g['lr'] for g in opt.param_groups})))
     for _ in range(4):
         wrapper.update_params(loss_of(model))
         scheduler.step()
+    seen = wrapper.optimizer.seen
     assert [low for low, _ in seen] == pytest.approx([0.1, 0.0875, 0.0625, 0.05])
     assert [high for _, high in seen] == pytest.approx([0.3, 0.2625, 0.1875, 0.15])
     assert [g['lr'] for g in wrapper.param_groups] == pytest.approx([0.05])  # as built
@@ -222,43 +230,116 @@ def test_a_closure_and_other_step_hooks_see_the_true_coefficients():
         assert all(v.abs().sum() > 0 for v in seen['closure'])
 
 
+def paramwise_groups(model, mult: float) -> List[dict]:
+    """What mmengine's paramwise_cfg builds, in plain PyTorch: a group per parameter, in model
+    order, the coefficients' without decay and at ``mult`` times the rate."""
+    return [dict(params=[p], **(dict(lr=0.1 * mult, weight_decay=0.) if COEFFICIENTS in n
+                                else {})) for n, p in model.named_parameters()]
+
+
+def test_code_inside_the_step_that_reads_or_writes_the_optimizer():
+    """A closure that snapshots ``state_dict()`` (for a rollback) and a per-optimizer pre-hook
+    that halves the learning rate (a warm-up written as a hook) work on the real groups, and the
+    step is still the reference's, bit for bit."""
+    runs = []
+    for reference in (False, True):
+        model = tiny_model(1.0 if reference else 4.0)
+        params = paramwise_groups(model, 4.0) if reference else model.parameters()
+        optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01)
+        snapshots = []
+
+        def halve(opt, args, kwargs):
+            for group in opt.param_groups:
+                group['lr'] *= 0.5
+
+        optimizer.register_step_pre_hook(halve)
+
+        def closure():
+            snapshots.append(optimizer.state_dict())
+            optimizer.zero_grad()
+            loss = loss_of(model)
+            loss.backward()
+            return loss
+
+        for _ in range(3):
+            optimizer.step(closure)
+        assert len(snapshots[-1]['param_groups']) == len(optimizer.param_groups)
+        runs.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        assert optimizer.param_groups[0]['lr'] == 0.1 / 8
+    assert_same(*runs)
+
+
 class FailingSGD(torch.optim.SGD):
-    """SGD whose step raises midway, after the update of the first group."""
+    """SGD whose step, when told to, raises right after its update."""
 
     fail = False
 
-    @torch.no_grad()
     def step(self, closure=None):
+        loss = super().step(closure)
         if self.fail:
             self.fail = False
             raise RuntimeError('failure inside step')
-        return super().step(closure)
+        return loss
 
 
 def test_an_exception_inside_step_leaves_nothing_behind():
+    """Nothing of the view outlives a step that raises: the groups, ``state_dict()``, a
+    scheduler's writes and the next step are as they would be."""
     model = tiny_model(4.0)
     optimizer = FailingSGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
     real = optimizer.param_groups
     loss_of(model).backward()
     optimizer.step()
-    values = {n: p.detach().clone() for n, p in model.named_parameters()}
-    state = copy.deepcopy(optimizer.state_dict())
+    groups = copy.deepcopy(optimizer.state_dict()['param_groups'])
     optimizer.fail = True
     with pytest.raises(RuntimeError, match='failure inside step'):
         optimizer.step()
-    assert all(torch.equal(p, values[n]) for n, p in model.named_parameters())
-    after = optimizer.state_dict()
-    assert optimizer.param_groups is real
-    assert after['param_groups'] == state['param_groups']
-    # and the next step is the one it would have been
+    assert optimizer.param_groups is real and len(real) == 1
+    assert optimizer.state_dict()['param_groups'] == groups
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    scheduler.step()
+    optimizer.step()
+    assert real[0]['lr'] == 0.05
     twin = tiny_model(4.0)
     twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    twin_scheduler = torch.optim.lr_scheduler.StepLR(twin_optimizer, step_size=1, gamma=0.5)
     loss_of(twin).backward()
     twin_optimizer.step()
-    optimizer.step()
+    twin_optimizer.step()
+    twin_scheduler.step()
     twin_optimizer.step()
     assert_same({n: p.detach() for n, p in model.named_parameters()},
                 {n: p.detach() for n, p in twin.named_parameters()})
+
+
+class CountingSGD(torch.optim.SGD):
+    """Keeps a counter and an estimate in each group, as D-Adaptation, Prodigy and schedule-free
+    optimizers do: the counter is the same for every run of a group, the estimate is not."""
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            group['k'] = group.get('k', 0) + 1
+            if self.estimate:
+                group['d'] = sum(float(p.grad.abs().sum()) for p in group['params'])
+        return super().step(closure)
+
+
+@pytest.mark.parametrize('estimate', [False, True])
+def test_what_a_step_writes_into_its_groups(estimate):
+    """A counter written into the groups during the step reaches the real group; per-group
+    estimates cannot be kept for groups that exist only during the step: refused with the fix."""
+    model = tiny_model()
+    optimizer = CountingSGD(model.parameters(), lr=0.1, weight_decay=0.01)
+    optimizer.estimate = estimate
+    loss_of(model).backward()
+    if estimate:
+        with pytest.raises(ReplError, match=r"wrote 'd' into its parameter groups.*"
+                                            r'paramwise_cfg=dict\(custom_keys'):
+            optimizer.step()
+        return
+    for _ in range(3):
+        optimizer.step()
+    assert optimizer.param_groups[0]['k'] == 3
 
 
 def test_optimizer_state_dict_and_resume_are_exact():
@@ -317,9 +398,8 @@ def test_a_nested_optimizer_applies_everything_once():
     runs = []
     for reference in (False, True):
         model = tiny_model(1.0 if reference else 4.0)
-        if reference:  # mmengine's paramwise_cfg: a group per parameter, in model order
-            params = [dict(params=[p], **(dict(lr=0.4, weight_decay=0.) if COEFFICIENTS in n
-                                          else {})) for n, p in model.named_parameters()]
+        if reference:
+            params = paramwise_groups(model, 4.0)
         else:
             params = model.parameters()
         optimizer = SAM(params, torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=0.01)

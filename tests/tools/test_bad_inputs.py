@@ -46,6 +46,12 @@ def files(tmp_path_factory):
     torch.save(torch.zeros(3), root / 'tensor.pth')
     torch.save({'conv.weight': torch.zeros(3)}, root / 'unrelated.pth')
     (root / 'broken.py').write_text("model = dict(type='ImageClassifier'\n")
+    (root / 'no_model.py').write_text(f"_base_ = '{TINY}'\nmodel = None\n")
+    (root / 'unknown_type.py').write_text(
+        f"_base_ = '{TINY}'\nmodel = dict(backbone=dict(type='NoSuchBackbone'))\n")
+    (root / 'plain_cfg.py').write_text(
+        f"_base_ = '{TINY}'\nmodel = dict(backbone=dict(type='CIFARResNet', _delete_=True, "
+        f"depth=20))\n")
     make_tiny_classification_data(root / 'data')
     return root
 
@@ -89,6 +95,24 @@ def _cases():
                 phrases = ['not a checkpoint a training wrote', 'load_from=']
             yield pytest.param(tool, [a.replace('{checkpoint}', f'{{root}}/{name}')
                                       for a in args], phrases, id=f'{tool}-{name}')
+    # configs whose model cannot be built
+    for tool in ('tools/fold.py', 'tools/convert.py', 'tools/test.py', 'tools/train.py',
+                 'tools/analysis/compare_params.py'):
+        for config in ('no_model', 'unknown_type'):
+            rest = [a.replace('{checkpoint}', '{root}/repl.pth') for a in
+                    CHECKPOINT_READERS.get(tool, ['{tiny}'])[1:] if a != '--resume']
+            phrases = [f'The model of {{root}}/{config}.py cannot be built',
+                       'NoSuchBackbone is not in the' if config == 'unknown_type' else 'None']
+            if tool in ('tools/fold.py', 'tools/convert.py',
+                        'tools/analysis/compare_params.py') and config == 'unknown_type':
+                phrases = ["has no RepL backbone (backbone type 'NoSuchBackbone')"]
+            yield pytest.param(tool, [f'{{root}}/{config}.py',
+                                      *([] if tool == 'tools/train.py' else rest)],
+                               phrases, id=f'{tool}-{config}')
+    yield pytest.param('tools/convert.py', ['{root}/plain_cfg.py', '{root}/plain.pth',
+                                            '{root}/out'],
+                       ["has no RepL backbone (backbone type 'CIFARResNet')", 'a RepL config'],
+                       id='convert-plain-config')
     # checkpoints of another network or kind
     yield pytest.param('tools/convert.py', ['{tiny}', '{root}/repl.pth', '{root}/out'],
                        ['is a RepL checkpoint (trained coefficients for backbone.layer1.1',
@@ -121,8 +145,8 @@ def test_a_bad_input_gets_one_clear_message(files, tool, argv, phrases):
     (files / 'out').mkdir(exist_ok=True)
     values = dict(root=str(files), tiny=TINY)
     argv = [a.format(**values) for a in argv]
-    if tool in ('tools/train.py', 'tools/test.py', 'tools/convert.py') and \
-            argv[0] == TINY:
+    if tool in ('tools/train.py', 'tools/test.py', 'tools/convert.py') and (
+            argv[0] == TINY or argv[0].endswith(('no_model.py', 'unknown_type.py'))):
         argv += ['--cfg-options', *data_options(files / 'data'),
                  f'test_dataloader.dataset.data_root={files / "data"}']
     code, _, stderr = run_tool_here(tool, *argv)

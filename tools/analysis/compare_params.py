@@ -12,6 +12,7 @@ import repl_mm  # noqa: F401
 from repl_mm.analysis import count_parameters
 from repl_mm.models import plain_model_cfg
 from repl_mm.engine.cli import read_config, run_tool
+from repl_mm.engine.errors import explain_build_errors
 
 
 def build(model_cfg, scope):
@@ -29,8 +30,11 @@ def main() -> None:
     for path in args.configs:
         cfg = read_config(path)
         scope = cfg.get('default_scope', 'mmengine')
-        for model_cfg in (plain_model_cfg(cfg.model), cfg.model):
-            counts = count_parameters(build(model_cfg, scope))
+        with explain_build_errors(path):
+            models = [(model_cfg, build(model_cfg, scope))
+                      for model_cfg in (plain_model_cfg(cfg.model), cfg.model)]
+        for model_cfg, model in models:
+            counts = count_parameters(model)
             backbone, model = counts['backbone'], counts['model']
             print(f'| {path} | {model_cfg.backbone.type} | {backbone.parameters:,} | '
                   f'{backbone.trainable:,} | {backbone.synthesised:,} | {model.trainable:,} |')
