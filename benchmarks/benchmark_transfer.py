@@ -62,6 +62,10 @@ CHANNEL = dict(granularity='channel')
 VARIANTS = {
     'plain': (None, {}),
     'frozen': (None, dict(frozen_stages=1)),
+    # the plain network with the default plan's blocks frozen (their pretrained weights, no
+    # gradients; norm statistics update in training mode as every variant's): the peer with
+    # RepL's trainable count that keeps the pretrained function
+    'frozen-blocks': (None, {}),
     'removed': (dict(kind='removed'), {}),
     'fused-weights': (dict(warm_start='weights'), {}),
     'fused-identity': (dict(warm_start='identity'), {}),
@@ -202,19 +206,22 @@ def convert(arch: str, variant: str, plain: torch.nn.Module, images: List[torch.
         repl = dict(repl, coefficient_lr_mult=coefficient_lr_mult)
     if repl is not None and repl.get('kind') == 'light' and light_norm is not None:
         repl = dict(repl, light_norm=light_norm)
-    info: Dict = {}
+    info: Dict = {'backbone_extra': extra}
     if repl is not None and repl.get('blocks') == 'auto':
         backbone_cfg = dict(build_cfg_backbone(arch), repl=dict(repl, blocks=None, budget=None))
         plan, ranking = choose_auto_plan(backbone_cfg, plain.backbone, images, repl['budget'],
                                          steps=150)
         repl = dict(repl, blocks=plan, budget=None)
         info.update(plan=plan, ranking=ranking)
+    info['repl'] = repl
     torch.manual_seed(seed)
     model = build_classifier(arch, len(PRETRAIN_CLASSES), repl, extra)
     if repl is None:
         model.load_state_dict(plain.state_dict())
         if extra.get('frozen_stages'):
             model.backbone._freeze_stages()
+        if variant == 'frozen-blocks':
+            info['frozen_blocks'] = freeze_planned_blocks(arch, model.backbone)
     else:
         model.load_state_dict({k: v for k, v in plain.state_dict().items()
                                if not k.startswith('backbone.')}, strict=False)
@@ -223,6 +230,19 @@ def convert(arch: str, variant: str, plain: torch.nn.Module, images: List[torch.
         if variant == 'light-own':
             fold_replaced_blocks(model.backbone)
     return model, info
+
+
+def freeze_planned_blocks(arch: str, backbone: torch.nn.Module) -> List[str]:
+    """Freeze the blocks the default plan would replace in ``backbone`` (a plain one); return
+    their paths."""
+    init_default_scope('mmpretrain')
+    planned = MODELS.build(dict(build_cfg_backbone(arch), repl=dict()))
+    paths = dict(planned.repl_stages())
+    frozen = [f'{paths[stage]}.{index}' for stage, index in planned.repl_plan.replaced]
+    for path in frozen:
+        for p in backbone.get_submodule(path).parameters():
+            p.requires_grad_(False)
+    return frozen
 
 
 def build_cfg_backbone(arch: str) -> dict:
@@ -250,9 +270,20 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
     stats = train(model, train_images, train_labels, args.iters, optimizer, seed, args.batch)
     moved = [(p - coefficients_before[n]).abs().max().item()
              for n, p in model.named_parameters() if n in coefficients_before]
+    config = getattr(model.backbone, 'repl_config', None)
     return dict(
         arch=args.arch, variant=variant, seed=seed, split=args.split, shots=args.shots,
         iters=args.iters, lr=optimizer['lr'], light_norm=args.light_norm,
+        settings=dict(  # everything that made this result
+            optimizer=optimizer, batch=args.batch, schedule='cosine', augment='crop2-flip',
+            backbone=dict(ARCHS[args.arch]['backbone']), conversion_batches='4x64',
+            conversion_steps=150, pretrain_iters=ARCHS[args.arch]['pretrain_iters'],
+            kind=config.kind if config else None,
+            warm_start=config.warm_start_mode if config else None,
+            granularity=config.granularity if config else None,
+            light_norm=config.light_norm if config and config.kind == 'light' else None,
+            plan=model.backbone.repl_plan.to_dict() if config else None,
+            torch=torch.__version__, commit=_commit()),
         coefficient_lr_mult=max((getattr(b, COEFFICIENTS).lr_mult for _, b in
                                  replaced_blocks(model)), default=None),
         converted_top1=converted_top1, top1=evaluate(model, eval_images, eval_labels),
@@ -260,6 +291,19 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
         replaced=len(replaced_blocks(model)), coefficient_max_move=max(moved, default=None),
         peak_rss_mb=max(peak_before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024,
         **stats, **info)
+
+
+def _commit() -> Optional[str]:
+    """The repl-mm commit that ran (``+dirty`` with uncommitted changes), or None."""
+    import subprocess
+    try:
+        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=osp.dirname(__file__),
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                               cwd=osp.dirname(__file__), capture_output=True, text=True).stdout
+        return head + ('+dirty' if dirty.strip() else '')
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def result_path(args: argparse.Namespace, variant: str, seed: int) -> str:

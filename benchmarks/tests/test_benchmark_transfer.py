@@ -2,6 +2,8 @@
 import argparse
 import math
 
+import torch
+
 from mmengine.registry import init_default_scope
 from repl_mm.core import NormFreeLightConvSurrogate
 from scipy import stats
@@ -44,3 +46,19 @@ def test_light_norm_reaches_the_light_variants_and_names_its_results():
     assert result_path(args, 'plain', 0).endswith('test_s100_i300_lr0.01_mdefault/plain_seed0.json')
     args.light_norm = 'weight'
     assert '_mdefault_lnweight/' in result_path(args, 'light-own', 0)
+
+
+def test_frozen_blocks_freezes_exactly_the_blocks_repl_replaces():
+    """The peer with RepL's trainable count that keeps the pretrained function."""
+    init_default_scope('mmpretrain')
+    plain = build_classifier('resnet20', 5)
+    frozen, info = convert('resnet20', 'frozen-blocks', plain, [], 0, None)
+    assert info['frozen_blocks'] == ['layer1.1', 'layer2.1', 'layer3.1']
+    still = {n.split('.')[1] + '.' + n.split('.')[2] for n, p in frozen.named_parameters()
+             if not p.requires_grad}
+    assert still == {'layer1.1', 'layer2.1', 'layer3.1'}
+    removed, _ = convert('resnet20', 'removed', plain, [], 0, None)
+    assert sum(p.numel() for p in frozen.parameters() if p.requires_grad) == sum(
+        p.numel() for p in removed.parameters() if p.requires_grad)
+    for (name, p), q in zip(frozen.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(p, q), name  # the pretrained weights, all of them
