@@ -18,6 +18,8 @@ head); training is a plain loop (SGD or AdamW, cosine schedule, random crop and 
 run takes seconds: the same for every variant, RepL's optimizer hooks included.
 """
 import argparse
+import contextlib
+import copy
 import json
 import math
 import os
@@ -79,7 +81,16 @@ VARIANTS = {
                                  **CHANNEL), {}),
     # the ranked plan's blocks started as their shortcut: what the ranking alone keeps
     'auto-identity': (dict(blocks='auto', budget=0.25, warm_start='identity'), {}),
+    # the family's default start (ResNets: activations; transformers: identity)
+    'fused-default': (dict(), {}),
+    # the search (benchmarks/results/cpu/transfer/preregistration.md, stage 4): distillation
+    # of the replaced blocks' outputs for the first DISTILL_STEPS steps; plain fine-tuning for
+    # the first PROGRESSIVE_STEPS, then the default plan replaced (fitted to the network then)
+    'fused-distill': (dict(), {}),
+    'fused-activations-ch-distill': (dict(warm_start='activations', **CHANNEL), {}),
+    'progressive': (None, {}),
 }
+DISTILL_STEPS = PROGRESSIVE_STEPS = 60
 
 
 def load_images(classes: Tuple[int, ...], split: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -153,10 +164,13 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> 
 
 
 def train(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, iters: int,
-          optimizer_cfg: dict, seed: int, batch: int) -> Dict[str, float]:
-    """``iters`` steps of the cross-entropy on random batches; cosine learning rate. The RepL
-    coefficients are stepped as in any training (``repl_mm.core.coefficient_steps``)."""
-    generator = torch.Generator().manual_seed(seed)
+          optimizer_cfg: dict, seed: int, batch: int, steps: Optional[range] = None,
+          generator: Optional[torch.Generator] = None,
+          distill: Optional['Distillation'] = None) -> Dict[str, float]:
+    """``steps`` (default: all ``iters``) steps of the cross-entropy on random batches; cosine
+    learning rate over ``iters``. The RepL coefficients are stepped as in any training
+    (``repl_mm.core.coefficient_steps``). ``distill`` adds its loss while it is on."""
+    generator = generator or torch.Generator().manual_seed(seed)
     cfg = dict(optimizer_cfg)
     kind = getattr(torch.optim, cfg.pop('type'))
     optimizer = kind([p for p in model.parameters() if p.requires_grad], **cfg)
@@ -165,16 +179,60 @@ def train(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, iters:
     x_all, y_all = tensor(images), torch.from_numpy(labels)
     model.train()
     start = time.perf_counter()
-    for step in range(iters):
+    steps = range(iters) if steps is None else steps
+    for step in steps:
         for group in optimizer.param_groups:
             group['lr'] = group['initial_lr'] * 0.5 * (1 + math.cos(math.pi * step / iters))
         index = torch.randint(0, len(images), (batch, ), generator=generator)
-        loss = F.cross_entropy(logits(model, augment(x_all[index], generator)), y_all[index])
+        with distill.watching(step) if distill else contextlib.nullcontext():
+            loss = F.cross_entropy(logits(model, augment(x_all[index], generator)),
+                                   y_all[index])
+            if distill:
+                loss = loss + distill.loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     seconds = time.perf_counter() - start
-    return dict(s_per_iter=seconds / max(iters, 1), final_loss=loss.item())
+    return dict(s_per_iter=seconds / max(len(steps), 1), final_loss=loss.item())
+
+
+class Distillation:
+    """Pulls each replaced block's output towards the pretrained block's output on the same input
+    (mean squared error relative to the target's mean square, summed over the blocks) for the
+    first ``until`` steps: the search candidates ``*-distill``."""
+
+    def __init__(self, model: torch.nn.Module, plain: torch.nn.Module, until: int) -> None:
+        self.until = until
+        self.pairs = [(block, copy.deepcopy(plain.backbone.get_submodule(path)).eval())
+                      for path, block in replaced_blocks(model.backbone)]
+        for _, teacher in self.pairs:
+            teacher.requires_grad_(False)
+        self.terms: List[torch.Tensor] = []
+
+    @contextlib.contextmanager
+    def watching(self, step: int):
+        self.terms = []
+        if step >= self.until:
+            yield
+            return
+        handles = [block.register_forward_hook(self._compare(teacher))
+                   for block, teacher in self.pairs]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _compare(self, teacher: torch.nn.Module):
+        def hook(module, args, output):
+            with torch.no_grad():
+                target = teacher(*args)
+            self.terms.append((output - target).square().mean()
+                              / target.square().mean().clamp_min(1e-12))
+        return hook
+
+    def loss(self) -> torch.Tensor:
+        return sum(self.terms) if self.terms else torch.zeros(())
 
 
 def pretrained_path(out: str, arch: str) -> str:
@@ -267,7 +325,23 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
                            if COEFFICIENTS in n}
     optimizer = dict(spec['optimizer'], lr=args.lr or spec['optimizer']['lr'])
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    stats = train(model, train_images, train_labels, args.iters, optimizer, seed, args.batch)
+    generator = torch.Generator().manual_seed(seed)
+    steps = range(args.iters)
+    if variant == 'progressive':  # plain first, then replaced (fitted to the network then)
+        first = train(model, train_images, train_labels, args.iters, optimizer, seed,
+                      args.batch, steps=range(PROGRESSIVE_STEPS), generator=generator)
+        model, info = convert(args.arch, 'fused-activations', model, fit_images, seed,
+                              args.coefficient_lr_mult)
+        coefficients_before = {n: p.detach().clone() for n, p in model.named_parameters()
+                               if COEFFICIENTS in n}
+        steps = range(PROGRESSIVE_STEPS, args.iters)
+    distill = (Distillation(model, plain, DISTILL_STEPS) if variant.endswith('-distill')
+               else None)
+    stats = train(model, train_images, train_labels, args.iters, optimizer, seed, args.batch,
+                  steps=steps, generator=generator, distill=distill)
+    if variant == 'progressive':
+        stats['s_per_iter'] = (first['s_per_iter'] * PROGRESSIVE_STEPS + stats['s_per_iter']
+                               * len(steps)) / args.iters
     moved = [(p - coefficients_before[n]).abs().max().item()
              for n, p in model.named_parameters() if n in coefficients_before]
     config = getattr(model.backbone, 'repl_config', None)
@@ -283,6 +357,8 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
             granularity=config.granularity if config else None,
             light_norm=config.light_norm if config and config.kind == 'light' else None,
             plan=model.backbone.repl_plan.to_dict() if config else None,
+            distill_steps=DISTILL_STEPS if distill else 0,
+            plain_steps=PROGRESSIVE_STEPS if variant == 'progressive' else 0,
             torch=torch.__version__, commit=_commit()),
         coefficient_lr_mult=max((getattr(b, COEFFICIENTS).lr_mult for _, b in
                                  replaced_blocks(model)), default=None),

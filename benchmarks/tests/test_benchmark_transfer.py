@@ -2,8 +2,8 @@
 import argparse
 import math
 
+import pytest
 import torch
-
 from mmengine.registry import init_default_scope
 from repl_mm.core import NormFreeLightConvSurrogate
 from scipy import stats
@@ -62,3 +62,41 @@ def test_frozen_blocks_freezes_exactly_the_blocks_repl_replaces():
         p.numel() for p in removed.parameters() if p.requires_grad)
     for (name, p), q in zip(frozen.state_dict().items(), plain.state_dict().values()):
         assert torch.equal(p, q), name  # the pretrained weights, all of them
+
+
+def test_distillation_pulls_the_replaced_blocks_towards_the_pretrained_ones():
+    """A search candidate: its loss compares each replaced block with the pretrained block on the
+    same input, reaches the coefficients, and stops after ``until`` steps."""
+    import benchmark_transfer as bt
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    plain = build_classifier('resnet20', 5)
+    model, _ = convert('resnet20', 'fused-identity', plain, [], 0, None)
+    distill = bt.Distillation(model, plain, until=1)
+    with distill.watching(0):
+        bt.logits(model, torch.randn(4, 1, 28, 28))
+    loss = distill.loss()
+    assert len(distill.terms) == 3 and loss > 0
+    loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters()
+               if 'repl_coefficients' in n)
+    with distill.watching(1):  # off after `until` steps
+        bt.logits(model, torch.randn(4, 1, 28, 28))
+    assert distill.terms == []
+
+
+@pytest.mark.slow
+def test_progressive_replacement_runs_and_records_its_settings(monkeypatch):
+    """A search candidate: plain fine-tuning for the first steps, then the default plan replaced
+    and fitted to the network as it is then (a few steps on Fashion-MNIST)."""
+    import benchmark_transfer as bt
+    monkeypatch.setattr(bt, 'PROGRESSIVE_STEPS', 2)
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    plain = build_classifier('resnet20', 5)
+    args = argparse.Namespace(arch='resnet20', split='val', shots=4, iters=4, batch=8, lr=0.01,
+                              coefficient_lr_mult=None, light_norm=None)
+    result = bt.run_one(args, 'progressive', 0, plain)
+    assert result['settings']['plain_steps'] == 2 and result['replaced'] == 3
+    assert result['settings']['warm_start'] == 'activations'
+    assert result['coefficient_max_move'] > 0
