@@ -75,6 +75,8 @@ VARIANTS = {
     'fused-activations-ch': (dict(warm_start='activations', **CHANNEL), {}),
     'light-identity': (dict(kind='light', warm_start='identity'), {}),
     'light-activations-ch': (dict(kind='light', warm_start='activations', **CHANNEL), {}),
+    # the light kind with the family's default start and granularity
+    'light-default': (dict(kind='light'), {}),
     # the light-activations-ch surrogate with its own trainable weights instead of synthesised
     'light-own': (dict(kind='light', warm_start='activations', **CHANNEL), {}),
     'auto-activations-ch': (dict(blocks='auto', budget=0.25, warm_start='activations',

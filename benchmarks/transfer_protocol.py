@@ -1,0 +1,167 @@
+"""The fine-tuning protocol of benchmarks/results/cpu/transfer/preregistration.md, as commands.
+
+Each stage runs ``benchmark_transfer.py run`` (which skips results already on disk, so a stage
+can be stopped and restarted) and makes its choice from the validation results only::
+
+    python benchmarks/transfer_protocol.py resnet20 --stage 1   # the learning-rate grid
+    python benchmarks/transfer_protocol.py resnet20 --stage 2   # starts, kinds, the search
+    python benchmarks/transfer_protocol.py resnet20 --stage 3   # coefficient lr, best two
+    python benchmarks/transfer_protocol.py resnet20 --stage 5   # the test split, once
+    python benchmarks/transfer_protocol.py resnet20 --choices   # what the stages chose
+
+Stage 4 (the pre-registered search) runs inside stage 2: its candidates are validation
+variants like the others; its winner is the candidate with the highest validation mean.
+"""
+import argparse
+import glob
+import json
+import os.path as osp
+import statistics
+import subprocess
+import sys
+from typing import Dict, List, Optional, Tuple
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+GRID = {'resnet20': [0.003, 0.01, 0.03], 'vit': [0.00025, 0.0005, 0.001]}
+GROWTH = {'resnet20': 3.0, 'vit': 2.0}
+GRID_VARIANTS = ['plain', 'removed', 'frozen-blocks', 'fused-default']
+#: the family's default start is ``fused-default``; the variant it equals is not run twice
+DEFAULT_START = {'resnet20': 'fused-activations', 'vit': 'fused-identity'}
+STAGE2 = ['fused-weights', 'fused-identity', 'fused-activations', 'fused-activations-ch',
+          'light-identity', 'light-activations-ch', 'light-default', 'light-own', 'frozen']
+SEARCH = ['fused-activations-ch', 'fused-distill', 'fused-activations-ch-distill', 'progressive']
+#: the RepL variants stage 3 ranks (light-own's surrogate has weights of its own: a control)
+REPL = ['fused-default', 'fused-weights', 'fused-identity', 'fused-activations',
+        'fused-activations-ch', 'light-identity', 'light-activations-ch', 'light-default']
+MULTS = [3.0, 10.0]
+
+
+def results(arch: str, split: str, lr: float, mult: Optional[float] = None) -> Dict[str, list]:
+    """``{variant: [top-1 of each seed]}`` of one setting (``mult`` None: the product's)."""
+    tag = f'{split}_s100_i300_lr{lr}_m{"default" if mult is None else f"{mult:g}"}'
+    found: Dict[str, list] = {}
+    for path in sorted(glob.glob(osp.join(ROOT, 'work_dirs/transfer', arch, tag, '*.json'))):
+        with open(path) as file:
+            result = json.load(file)
+        found.setdefault(result['variant'], []).append(result['top1'])
+    return found
+
+
+def mean(values: List[float]) -> float:
+    return statistics.mean(values) if values else float('-inf')
+
+
+def run(arch: str, split: str, lr: float, variants: List[str],
+        mult: Optional[float] = None) -> None:
+    command = [sys.executable, osp.join(ROOT, 'benchmarks/benchmark_transfer.py'), 'run',
+               '--arch', arch, '--split', split, '--lr', repr(lr), '--variants', *variants]
+    if mult is not None:
+        command += ['--coefficient-lr-mult', repr(mult)]
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def complete(found: Dict[str, list], variants: List[str]) -> bool:
+    return all(len(found.get(v, [])) >= 5 for v in variants)
+
+
+def chosen_lr(arch: str) -> Tuple[float, List[float]]:
+    """Stage 1's rate: the highest mean over the four grid variants; the grid as it stands."""
+    grid = sorted(GRID[arch])
+    while True:
+        means = {}
+        for lr in grid:
+            found = results(arch, 'val', lr)
+            if not complete(found, GRID_VARIANTS):
+                return float('nan'), grid
+            means[lr] = mean([x for v in GRID_VARIANTS for x in found[v]])
+        best = max(grid, key=means.get)
+        if best == grid[0]:
+            grid.insert(0, float(f'{grid[0] / GROWTH[arch]:.3g}'))
+        elif best == grid[-1]:
+            grid.append(float(f'{grid[-1] * GROWTH[arch]:.3g}'))
+        else:
+            return best, grid
+
+
+def stage2_variants(arch: str) -> List[str]:
+    return [v for v in STAGE2 + SEARCH if v != DEFAULT_START[arch]]
+
+
+def best_two(arch: str, lr: float) -> List[str]:
+    found = results(arch, 'val', lr)
+    ranked = sorted((v for v in REPL if v != DEFAULT_START[arch] and v in found),
+                    key=lambda v: mean(found[v]), reverse=True)
+    return ranked[:2]
+
+
+def chosen_mult(arch: str, lr: float, variant: str) -> Optional[float]:
+    """Stage 3's coefficient rate of ``variant``: None (the product's 1) unless 3 or 10 wins."""
+    scores = {None: mean(results(arch, 'val', lr).get(variant, []))}
+    for mult in MULTS:
+        scores[mult] = mean(results(arch, 'val', lr, mult).get(variant, []))
+    return max(scores, key=lambda m: (scores[m], m is None))
+
+
+def search_winner(arch: str, lr: float) -> str:
+    found = results(arch, 'val', lr)
+    return max(SEARCH, key=lambda v: mean(found.get(v, [])))
+
+
+def choices(arch: str) -> dict:
+    lr, grid = chosen_lr(arch)
+    made = dict(arch=arch, grid=grid, lr=lr)
+    if lr != lr:
+        return made
+    found = results(arch, 'val', lr)
+    made['stage2_complete'] = complete(found, stage2_variants(arch))
+    if made['stage2_complete']:
+        made['best_two'] = best_two(arch, lr)
+        made['mult'] = {v: chosen_mult(arch, lr, v) for v in made['best_two']}
+        made['search_winner'] = search_winner(arch, lr)
+    return made
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('arch', choices=list(GRID))
+    parser.add_argument('--stage', type=int, choices=[1, 2, 3, 5])
+    parser.add_argument('--choices', action='store_true', help='print what the stages chose')
+    args = parser.parse_args()
+    arch = args.arch
+    if args.choices or args.stage is None:
+        print(json.dumps(choices(arch), indent=1))
+        return
+    if args.stage == 1:
+        while True:
+            lr, grid = chosen_lr(arch)
+            if lr == lr:
+                print(f'stage 1: lr {lr:g} (grid {grid})')
+                return
+            for point in grid:
+                run(arch, 'val', point, GRID_VARIANTS)
+    lr, _ = chosen_lr(arch)
+    if lr != lr:
+        sys.exit('stage 1 is not complete: run --stage 1 first')
+    if args.stage == 2:
+        run(arch, 'val', lr, stage2_variants(arch))
+        return
+    if not complete(results(arch, 'val', lr), stage2_variants(arch)):
+        sys.exit('stage 2 is not complete: run --stage 2 first')
+    if args.stage == 3:
+        for mult in MULTS:
+            run(arch, 'val', lr, best_two(arch, lr), mult)
+        return
+    made = choices(arch)
+    for variant in made['best_two']:
+        for mult in MULTS:
+            if len(results(arch, 'val', lr, mult).get(variant, [])) < 5:
+                sys.exit('stage 3 is not complete: run --stage 3 first')
+    final = ['plain', 'removed', 'frozen-blocks', 'frozen', 'fused-default', 'light-default']
+    run(arch, 'test', lr, final)
+    for variant in made['best_two'] + [made['search_winner']]:
+        mult = made['mult'].get(variant)
+        run(arch, 'test', lr, [variant], mult)
+
+
+if __name__ == '__main__':
+    main()
