@@ -255,11 +255,14 @@ def cost_report(cfg, config_name: str = '', measure: bool = False, device: str =
     return report
 
 
-def _si(value: int) -> str:
+def si_number(value: Optional[float]) -> str:
+    """``57650000000`` -> ``'57.65G'``; ``''`` for ``None``."""
+    if value is None:
+        return ''
     for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
         if abs(value) >= scale:
             return f'{value / scale:.2f}{unit}'
-    return str(value)
+    return str(round(value))
 
 
 def format_markdown(report: CostReport) -> str:
@@ -278,7 +281,7 @@ def format_markdown(report: CostReport) -> str:
         if part.replaced and all(isinstance(i, int) for i in part.replaced):
             replaced += f': {", ".join(map(str, part.replaced))}'
         lines.append(f'| {part.name} | {blocks} | {replaced} | {part.parameters:,} | '
-                     f'{part.trainable:,} | {part.synthesised:,} | {_si(part.flops)} |')
+                     f'{part.trainable:,} | {part.synthesised:,} | {si_number(part.flops)} |')
     lines += ['', 'FLOPs: one image, eval-mode forward, as mmengine counts them (a multiply-add '
               'is one FLOP; elementwise operators, such as the synthesis of replaced weights, '
               'are not counted).']
