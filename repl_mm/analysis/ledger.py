@@ -13,12 +13,14 @@ is counted once, in exactly one category, by what it turned out to be:
 weights), ``gradient_buckets`` (DDP's reducer buckets, which gradients are copied into),
 ``activations`` (storages that autograd saved for the backward pass through
 ``torch.autograd.graph.saved_tensors_hooks``; a parameter or a synthesised weight that autograd
-saves stays in its own category), ``gradients_in_flight`` (made in the backward pass and neither
+saves stays in its own category; so do the tensors that a checkpoint without reentry
+recomputes and keeps in the backward pass), ``gradients_in_flight`` (made in the backward pass and neither
 saved nor a parameter's ``.grad``: gradients flowing between operators or waiting in autograd's
-input buffers for a node's other inputs, and the backward pass's temporaries), and ``other``,
-named by where it came from: ``buffers``, ``inputs`` (existed before the step: the batch,
-caches), ``forward`` (made in the forward pass, not saved by autograd but still referenced, e.g.
-by a ``ctx`` attribute or the caller), ``optimizer`` (temporaries of the optimizer step).
+input buffers for a node's other inputs, and the backward pass's temporaries),
+``optimizer_temporaries`` (made by the optimizer step and not its state: e.g. a gradient plus
+weight decay), and ``other``, named by where it came from: ``buffers``, ``inputs`` (existed
+before the step: the batch, caches), ``forward`` (made in the forward pass, not saved by autograd
+but still referenced, e.g. by a ``ctx`` attribute or the caller).
 
 Each storage also gets the module it belongs to: a parameter's, gradient's or optimizer state's
 owner, the module whose forward saved an activation or made a tensor (the innermost one running).
@@ -47,9 +49,9 @@ from repl_mm.core import block_syntheses
 #: the categories, in the order of every table (``other`` last)
 CATEGORIES = ('parameters', 'gradients', 'optimizer_state', 'synthesised_weights',
               'autocast_weight_copies', 'gradient_buckets', 'activations', 'gradients_in_flight',
-              'other')
+              'optimizer_temporaries', 'other')
 #: where an ``other`` storage came from
-OTHER_KINDS = ('buffers', 'inputs', 'forward', 'optimizer')
+OTHER_KINDS = ('buffers', 'inputs', 'forward')
 PHASES = ('forward', 'backward', 'optimizer')
 
 # a storage with several roles (a parameter that autograd saves) keeps the first of these
@@ -82,6 +84,10 @@ class _Storage:
         if self.role is None:
             if self.born == 'backward':
                 return 'gradients_in_flight', ''
+            if self.born == 'recompute':  # kept by a checkpoint for its backward
+                return 'activations', ''
+            if self.born == 'optimizer':
+                return 'optimizer_temporaries', ''
             return 'other', self.born
         if self.role == 'buffers':
             return 'other', 'buffers'
@@ -200,9 +206,11 @@ class _ModulePaths:
         self._handles, self._grad_handles = [], []
 
     def current(self) -> str:
+        if self.forward:  # in the forward pass, or a checkpoint's recomputation in backward
+            return self.forward[-1]
         if torch._C._current_graph_task_id() != -1 and self.backward:
             return self.backward[-1]
-        return self.forward[-1] if self.forward else ''
+        return ''
 
     @staticmethod
     def _needing_grad(values) -> List[Tensor]:
@@ -268,8 +276,9 @@ class _LedgerMode(TorchDispatchMode):
         outputs = [t for t in tree_leaves(out) if isinstance(t, Tensor)]
         phase = ledger.phase()
         path = ledger.modules.current()
+        born = 'recompute' if phase == 'backward' and ledger.recomputing() else phase
         for tensor in outputs:
-            ledger.record(tensor, born=phase, path=path)
+            ledger.record(tensor, born=born, path=path)
         ledger.after_op(func, args, kwargs, outputs, phase)
         packet = func._overloadpacket
         if packet in flop_registry:
@@ -373,6 +382,12 @@ class StepLedger:
     def _snapshot(self) -> tuple:
         return (self.live_bytes, self.phase(), sum(self.ops.values()),
                 list(self.live.values()))
+
+    def recomputing(self) -> bool:
+        """Whether a checkpoint without reentry is recomputing a forward (in the backward pass):
+        its own saved-tensor hooks, not the ledger's, are then the innermost."""
+        top = torch._C._autograd._top_saved_tensors_default_hooks(False)
+        return top is not None and top[0] != self._saved
 
     def phase(self) -> str:
         if self.in_optimizer:

@@ -50,7 +50,7 @@ CATEGORY_TITLES = dict(parameters='parameters', gradients='gradients',
                        optimizer_state='optimizer state', synthesised_weights='synthesised',
                        autocast_weight_copies='autocast copies', gradient_buckets='DDP buckets',
                        activations='activations', gradients_in_flight='gradients in flight',
-                       other='other')
+                       optimizer_temporaries='optimizer temporaries', other='other')
 
 
 def parse_variant(name: str) -> Tuple[str, Tuple[str, ...]]:
@@ -276,7 +276,7 @@ def run_ledgers(cfg, config_name: str, out_dir: str, variants: Sequence[str] = D
                 device: str = 'cpu', shape: Optional[Sequence[int]] = None,
                 batch_size: Optional[int] = None, backbone_only: bool = False,
                 frozen_stages: Optional[int] = None, threads: Optional[int] = None,
-                log=print) -> Dict[str, Any]:
+                command: str = '', log=print) -> Dict[str, Any]:
     """The ledger of every variant, each in its own process; writes ``ledger.json``,
     ``ledger.md`` and ``ledger.png`` (and ``configs/``, ``logs/``) to ``out_dir`` and returns
     the JSON's content."""
@@ -289,7 +289,7 @@ def run_ledgers(cfg, config_name: str, out_dir: str, variants: Sequence[str] = D
     threads = threads or torch.get_num_threads()
     for sub in ('configs', 'logs'):
         os.makedirs(osp.join(out_dir, sub), exist_ok=True)
-    results, started = [], time.time()
+    results, started, load_start = [], time.time(), os.getloadavg()
     for index, (name, kind, peers) in enumerate(parsed):
         spec = builder.build(name, kind, peers)
         entry: Dict[str, Any] = dict(name=name, kind=kind, peers=list(peers),
@@ -316,10 +316,11 @@ def run_ledgers(cfg, config_name: str, out_dir: str, variants: Sequence[str] = D
             f'{output["peak"]["total"] / MIB:,.0f} MiB, measured '
             f'{output["measured"]["peak_bytes"] / MIB:,.0f} MiB; step {output["seconds"]:.1f} s, '
             f'{entry["wall_seconds"]:.0f} s in all')
-    report = dict(config=config_name, device=device, shape=shape, batch_size=batch_size,
-                  backbone_only=backbone_only, threads=threads,
+    report = dict(config=config_name, command=command, device=device, shape=shape,
+                  batch_size=batch_size, backbone_only=backbone_only, threads=threads,
                   environment=dict(torch=torch.__version__, python=platform.python_version(),
-                                   cpu_count=os.cpu_count(),
+                                   cpu_count=os.cpu_count(), load_average_start=list(load_start),
+                                   load_average_end=list(os.getloadavg()),
                                    cuda_device=torch.cuda.get_device_name(0)
                                    if device == 'cuda' else None,
                                    wall_minutes=(time.time() - started) / 60),
@@ -406,7 +407,10 @@ def format_ledger_markdown(report: Dict[str, Any]) -> str:
              f'{report["device"]}, {report["threads"]} threads, torch '
              f'{report["environment"]["torch"]}; optimizer {first.get("optimizer")} '
              f'({first.get("optim_wrapper")}); one process per variant; '
-             f'{report["environment"]["wall_minutes"]:.1f} min in all.', '']
+             f'{report["environment"]["wall_minutes"]:.1f} min in all (load average '
+             f'{report["environment"]["load_average_start"][0]:.1f} at the start, '
+             f'{report["environment"]["load_average_end"][0]:.1f} at the end).'
+             + (f' Command: `{report["command"]}`' if report.get('command') else ''), '']
     categories = _shown_categories(measured)
     lines += ['Memory at the step\'s peak (MiB): every live tensor storage once, in one category.',
               '', '| variant | ' + ' | '.join(CATEGORY_TITLES[c] for c in categories)

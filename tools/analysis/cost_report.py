@@ -64,7 +64,7 @@ def ledger(args: argparse.Namespace, cfg) -> None:
     report = run_ledgers(cfg, osp.relpath(args.config), out, variants=args.variants,
                          device=args.device, shape=args.shape, batch_size=args.batch_size,
                          backbone_only=args.backbone_only, frozen_stages=args.frozen_stages,
-                         log=lambda message: print(message, file=sys.stderr))
+                         command='python ' + ' '.join(sys.argv), log=lambda message: print(message, file=sys.stderr))
     if args.format == 'json':
         print(json.dumps(report, indent=1))
     else:
