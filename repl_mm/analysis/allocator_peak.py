@@ -17,7 +17,7 @@ Use::
     measured.result()  # {'peak_bytes', 'step_start_bytes', 'source'}
 """
 import contextlib
-from typing import Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import torch
 
@@ -61,9 +61,11 @@ class AllocatorPeak:
             with torch.profiler.record_function(STEP_MARK):
                 yield
 
-    def result(self) -> Dict[str, Optional[int]]:
+    def result(self) -> Dict[str, Any]:
         """``peak_bytes`` (the step's peak), ``step_start_bytes`` (live when the step began),
-        both counted from the start of the measurement, and ``source``."""
+        both counted from the start of the measurement, ``source``, and on the CPU
+        ``peak_operator`` (the operator running at the peak) and ``peak_operator_bytes`` (what
+        it had allocated itself by then)."""
         if self.device.type == 'cuda':
             return dict(peak_bytes=self._cuda['peak'] - self._baseline,
                         step_start_bytes=self._cuda['start'] - self._baseline,
@@ -76,15 +78,33 @@ class AllocatorPeak:
         cpu = torch._C._autograd.DeviceType.CPU
         memory = sorted((e.start_ns(), e.nbytes()) for e in events
                         if e.name() == '[memory]' and e.device_type() == cpu)
-        live, at_start, peak = 0, None, 0
+        live, at_start, peak, peak_time, timeline = 0, None, 0, start, []
         for time, nbytes in memory:
             if time >= start and at_start is None:
                 at_start = peak = live
             live += nbytes
-            if start <= time <= end:
-                peak = max(peak, live)
+            timeline.append((time, live))
+            if start <= time <= end and live > peak:
+                peak, peak_time = live, time
         if at_start is None:
             at_start = peak = live
         return dict(peak_bytes=peak, step_start_bytes=at_start,
-                    source='torch.profiler allocator events (profile_memory=True)')
+                    source='torch.profiler allocator events (profile_memory=True)',
+                    **self._operator_at(events, peak_time, peak, timeline))
 
+    @staticmethod
+    def _operator_at(events, time: int, peak: int, timeline) -> Dict[str, Any]:
+        """The innermost operator running at the peak, and what it had allocated itself by
+        then (its outputs so far and its temporaries: workspaces, reordered copies), which no
+        accounting between operators sees."""
+        running = [e for e in events if e.name() not in ('[memory]', STEP_MARK)
+                   and e.start_ns() <= time <= e.end_ns()]
+        if not running:
+            return dict(peak_operator=None, peak_operator_bytes=0)
+        innermost = max(running, key=lambda e: e.start_ns())
+        before = 0
+        for at, live in timeline:
+            if at >= innermost.start_ns():
+                break
+            before = live
+        return dict(peak_operator=innermost.name(), peak_operator_bytes=peak - before)

@@ -11,7 +11,7 @@ from torch import nn
 from repl_mm.core import ReplError, is_replaced
 from repl_mm.engine.memory import ProcessPeakMemory, peak_memory_meter
 from .params import ParameterCount
-from .synthetic import framework_of, input_shape, synthetic_batch
+from .synthetic import framework_of, input_shape, model_cfg_of, synthetic_batch
 
 
 @dataclass
@@ -220,7 +220,7 @@ def build_model(cfg) -> nn.Module:
     pretrained ``init_cfg`` would need the network)."""
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope(framework_of(cfg))
-    return MODELS.build(cfg.model)
+    return MODELS.build(model_cfg_of(cfg))
 
 
 def cost_report(cfg, config_name: str = '', measure: bool = False, device: str = 'cpu',

@@ -25,14 +25,15 @@ but still referenced, e.g. by a ``ctx`` attribute or the caller).
 Each storage also gets the module it belongs to: a parameter's, gradient's or optimizer state's
 owner, the module whose forward saved an activation or made a tensor (the innermost one running).
 The same walk counts, per module and for forward and backward separately, FLOPs with
-``torch.utils.flop_counter``'s formulas (those of ``FlopCounterMode``: a multiply-add is 2 FLOPs)
-and the bytes read and written by elementwise (``torch.Tag.pointwise``, ``_foreach_*``) and
+``torch.utils.flop_counter``'s formulas (those of ``FlopCounterMode``: a multiply-add is 2 FLOPs;
+``FLOP_FORMULAS`` corrects its weight gradient of grouped convolutions) and the bytes read and written by elementwise (``torch.Tag.pointwise``, ``_foreach_*``) and
 normalisation operators, which FLOP counters leave out and which bound their time on a GPU.
 
 What the ledger cannot see: memory an operator allocates and frees inside itself (workspaces,
 reorders), and tensors that exist but are not touched by the step. The measured peak it is compared
 with (``allocator_peak``) sees both; the difference is reported, not hidden.
 """
+import math
 import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import flop_registry
+from torch.utils.flop_counter import conv_flop_count, flop_registry, shape_wrapper
 
 from repl_mm.core import block_syntheses
 
@@ -61,6 +62,27 @@ _ROLE_ORDER = {role: rank for rank, role in enumerate(
 _WEIGHT_ROLES = ('parameters', 'synthesised_weights')
 _NORM_OPS = ('batch_norm', 'layer_norm', 'group_norm', 'instance_norm')
 MIB = 1024 * 1024
+
+
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
+                        transposed, _output_padding, _groups, output_mask, out_shape=None,
+                        **kwargs) -> int:
+    """``aten.convolution_backward``: the input gradient as torch counts it; the weight
+    gradient as 2 x batch x output positions x weight elements. torch 2.14's formula computes
+    the latter as a convolution over transposed shapes that drops ``groups``, which counts a
+    depthwise convolution's weight gradient ``channels`` times over (the light surrogate's)."""
+    flops = 0
+    if output_mask[0]:
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:
+        positions = math.prod((x_shape if transposed else grad_out_shape)[2:])
+        flops += 2 * x_shape[0] * positions * math.prod(w_shape)
+    return flops
+
+
+#: FlopCounterMode's formulas, the grouped convolution's weight gradient corrected
+FLOP_FORMULAS = {**flop_registry,
+                 torch.ops.aten.convolution_backward: shape_wrapper(_conv_backward_flop)}
 
 
 class _Storage:
@@ -281,8 +303,8 @@ class _LedgerMode(TorchDispatchMode):
             ledger.record(tensor, born=born, path=path)
         ledger.after_op(func, args, kwargs, outputs, phase)
         packet = func._overloadpacket
-        if packet in flop_registry:
-            ledger.flops[(path, phase)] += flop_registry[packet](*args, **kwargs, out_val=out)
+        if packet in FLOP_FORMULAS:
+            ledger.flops[(path, phase)] += FLOP_FORMULAS[packet](*args, **kwargs, out_val=out)
         memory_bound = self._memory_bound.get(func)
         if memory_bound is None:
             memory_bound = self._memory_bound[func] = _is_memory_bound(func)

@@ -36,8 +36,8 @@ from .allocator_peak import AllocatorPeak
 from .cost_report import backbone_stages, si_number
 from .ledger import CATEGORIES, MIB, OTHER_KINDS, LedgerResult, StepLedger
 from .params import ParameterCount
-from .synthetic import (backbone_input, backbone_step, framework_of, synthetic_batch,
-                        train_input_shape)
+from .synthetic import (backbone_input, backbone_step, framework_of, model_cfg_of,
+                        synthetic_batch, train_input_shape)
 from .variants import VariantBuilder
 
 #: backbone kinds of the ledger's variants, and the peers each is combined with
@@ -212,7 +212,8 @@ def measure_ledger(cfg, device: str = 'cpu', shape: Optional[Sequence[int]] = No
     init_default_scope(framework)
     set_random_seed(seed)
     with AllocatorPeak(device) as measured:
-        model = MODELS.build(cfg.model.backbone if backbone_only else cfg.model).to(device)
+        model = MODELS.build(cfg.model.backbone if backbone_only else model_cfg_of(cfg))
+        model = model.to(device)
         if not any(p.requires_grad for p in model.parameters()):
             raise ReplError('Nothing in the model trains (every stage frozen?): no training '
                             'step to measure.')
@@ -249,9 +250,10 @@ def measure_ledger(cfg, device: str = 'cpu', shape: Optional[Sequence[int]] = No
         optimizer=cfg.optim_wrapper.get('optimizer', {}).get('type'),
         repl=backbone.repl_meta() if callable(getattr(backbone, 'repl_meta', None)) else None,
         params=ParameterCount.of(model).to_dict(), seconds=seconds,
-        measured=measured.result(), ledger=result.to_dict(),
+        measured=measured.result(), ops=result.ops,
         peak=dict(total=result.peak.total, phase=result.peak.phase,
-                  by_category=result.peak.by_category(), other_kinds=result.peak.other_kinds()),
+                  op_index=result.peak.op_index, by_category=result.peak.by_category(),
+                  other_kinds=result.peak.other_kinds()),
         optimizer_step=result.optimizer_step.by_category() if result.optimizer_step else None,
         saved_in_forward=result.saved_by_category(),
         flops=dict(forward=result.total_flops('forward'),
@@ -386,6 +388,14 @@ def _x(value: Optional[float]) -> str:
     return '' if value is None else f'{value:.3f}x'
 
 
+def _inside(measured: Dict[str, Any]) -> str:
+    """The operator running at the measured peak and what it had allocated itself."""
+    if not measured.get('peak_operator'):
+        return ''
+    return (f'{measured["peak_operator"].removeprefix("aten::")} '
+            f'({_mib(measured["peak_operator_bytes"])})')
+
+
 def _shown_categories(variants: Sequence[Dict[str, Any]]) -> List[str]:
     """Every category, less autocast copies and DDP buckets where no variant has them."""
     optional = ('autocast_weight_copies', 'gradient_buckets')
@@ -415,15 +425,16 @@ def format_ledger_markdown(report: Dict[str, Any]) -> str:
     lines += ['Memory at the step\'s peak (MiB): every live tensor storage once, in one category.',
               '', '| variant | ' + ' | '.join(CATEGORY_TITLES[c] for c in categories)
               + ' | ledger peak | measured peak | ledger / measured | peak vs plain | '
-                'peak vs removed | peak phase |',
-              '|---|' + '---:|' * (len(categories) + 5) + '---|']
+                'peak vs removed | ledger peak in | measured peak inside (its own MiB) |',
+              '|---|' + '---:|' * (len(categories) + 5) + '---|---|']
     for v in measured:
         by_category, r = v['peak']['by_category'], v['ratios']
         lines.append(
             f'| {v["name"]} | ' + ' | '.join(_mib(by_category[c]) for c in categories)
             + f' | {_mib(v["peak"]["total"])} | {_mib(v["measured"]["peak_bytes"])} | '
               f'{v["peak"]["total"] / v["measured"]["peak_bytes"]:.3f} | '
-              f'{_x(r["peak_vs_plain"])} | {_x(r["peak_vs_removed"])} | {v["peak"]["phase"]} |')
+              f'{_x(r["peak_vs_plain"])} | {_x(r["peak_vs_removed"])} | {v["peak"]["phase"]} | '
+              f'{_inside(v["measured"])} |')
     lines += ['', '| variant | what | saved for backward MiB | vs plain | vs removed | '
                   'of it activations | trainable params | vs plain | FLOPs fwd | FLOPs bwd | '
                   'elementwise + norm bytes | other at peak: ' + ', '.join(OTHER_KINDS)
@@ -442,10 +453,13 @@ def format_ledger_markdown(report: Dict[str, Any]) -> str:
             f'{v["seconds"]:.1f} |')
     notes = [f'- {v["name"]}: not run ({v["skipped"]}).' for v in report['variants']
              if v.get('skipped')]
-    notes += [f'- {v["name"]}: failed ({v["error"]}).' for v in report['variants']
+    notes += [f'- {v["name"]}: did not run: {v["error"]}' for v in report['variants']
               if v.get('error')]
     lines += ['', 'Measured peak: ' + (first.get('measured', {}).get('source', '') or '')
-              + ', from before the model was built. Ratios: to the variant with the same peers '
+              + ', from before the model was built; on the CPU also the operator running at '
+              'that moment and the bytes it had allocated itself (its outputs so far and its '
+              'workspace), which the ledger, summing tensors between operators, cannot see. '
+              'Ratios: to the variant with the same peers '
               '(`fused+cp` to `plain+cp`, `removed+cp`); a plain peer variant (`plain+cp`) to '
               '`plain`. Saved for backward: every storage autograd saved in the forward pass, '
               'once (parameters and synthesised weights included); "of it activations" leaves '

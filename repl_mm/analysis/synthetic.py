@@ -22,6 +22,16 @@ def framework_of(cfg) -> str:
     return scope
 
 
+def model_cfg_of(cfg) -> dict:
+    """The model config as mmengine's Runner builds it: with the config's top-level
+    ``data_preprocessor`` (mmpretrain's configs put mean, std and ``num_classes`` for batch
+    augments there) where the model sets none."""
+    model = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
+    return model
+
+
 def _dataset_cfg(loader_cfg) -> dict:
     dataset = (loader_cfg or {}).get('dataset', {}) or {}
     while 'pipeline' not in dataset and isinstance(dataset.get('dataset'), dict):
@@ -198,7 +208,7 @@ def synthetic_runner(cfg, work_dir: str, max_iters: int, shape: Optional[Tuple[i
     default_hooks = dict(logger=dict(type='LoggerHook', interval=log_interval),
                          checkpoint=dict(type='CheckpointHook', by_epoch=False,
                                          interval=max_iters if checkpoint else -1))
-    return Runner(model=copy.deepcopy(cfg.model), work_dir=work_dir, train_dataloader=loader,
+    return Runner(model=model_cfg_of(cfg), work_dir=work_dir, train_dataloader=loader,
                   optim_wrapper=copy.deepcopy(cfg.optim_wrapper),
                   train_cfg=dict(by_epoch=False, max_iters=max_iters),
                   default_hooks=default_hooks, custom_hooks=list(custom_hooks),

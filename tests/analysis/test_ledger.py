@@ -88,25 +88,36 @@ def test_parameters_gradients_and_optimizer_state_equal_hand_counts(framework, m
     assert result.total_elementwise_bytes() > 0
 
 
-def test_flops_equal_flop_counter_mode():
-    """The ledger counts FLOPs with FlopCounterMode's formulas: the same totals."""
+def _flops(model, x):
     from torch.utils.flop_counter import FlopCounterMode
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    backbone = MODELS.build(dict(type='RepLResNet', depth=18,
-                                 repl=dict(blocks={'layer1': [1]}, kind='light')))
-    x = torch.randn(2, 3, 64, 64)
 
     def step():
-        sum(o.square().mean() for o in backbone(x)).backward()
+        sum(o.square().mean() for o in model(x)).backward()
 
-    with StepLedger(backbone) as ledger:
+    with StepLedger(model) as ledger:
         step()
     with FlopCounterMode(display=False) as counter:
         step()
-    result = ledger.result()
-    assert result.total_flops() == counter.get_total_flops() > 0
+    return ledger.result(), counter.get_total_flops()
+
+
+def test_flops_are_flop_counter_modes_but_for_grouped_weight_gradients():
+    """The ledger counts FLOPs with FlopCounterMode's formulas: the same total for a fused
+    ResNet-18; for a light one (depthwise surrogates) FlopCounterMode counts each depthwise
+    weight gradient channels times over, the ledger as 2 x batch x positions x weights."""
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    fused = MODELS.build(dict(type='RepLResNet', depth=18, repl=dict(blocks={'layer1': [1]})))
+    result, theirs = _flops(fused, x)
+    assert result.total_flops() == theirs > 0
     assert 0 < result.total_flops('forward') < result.total_flops('backward')
+    light = MODELS.build(dict(type='RepLResNet', depth=18,
+                              repl=dict(blocks={'layer1': [1]}, kind='light',
+                                        light_norm='weight')))
+    result, theirs = _flops(light, x)
+    depthwise = 2 * 2 * 16 * 16 * 64 * 9  # batch, 16x16 positions, 64 channels x 3 x 3
+    assert theirs - result.total_flops() == 64 * depthwise - depthwise
 
 
 def backbone_saved(repl=None, shape=(64, 64), **backbone):
