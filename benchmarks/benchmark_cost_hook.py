@@ -1,7 +1,7 @@
 """Measure what TrainingCostHook adds to a training step; prints numbers, asserts nothing.
 
     python benchmarks/benchmark_cost_hook.py CONFIG [--iters 100] [--rounds 3]
-        [--interval N] [--shape H W] [--batch-size B]
+        [--interval N] [--shape H W] [--batch-size B] [--ledger]
 
 Trains the config's model on a synthetic batch (repl_mm.analysis.synthetic.synthetic_runner) in this
 process, on the device mmengine's Runner picks (CUDA where available):
@@ -13,10 +13,14 @@ B. with the hook at the default interval (the config's LoggerHook interval), its
 D. as B, with the resident-set sampling thread forced on (the fallback where VmHWM cannot be
    reset; its cost falls outside the hook's calls, so it only shows in the step time).
 
+E. with ``--ledger``: as B with ``ledger_interval=1``, every step inside the memory ledger.
+
 The overhead is the cost of one log line spread over ``interval`` steps plus the hook's check at
 every other step, over the step time (C, B and A), and the hook's measured share of the training
 time (B). B / A and D / A compare wall clock (median step of each run, median over rounds of the
-ratios): noisier, as they include everything else the machine does.
+ratios): noisier, as they include everything else the machine does. E / A is what one ledgered
+step costs against a plain one; at ``ledger_interval=N`` the ledger adds (E / A - 1) / N of the
+training time.
 """
 import argparse
 import contextlib
@@ -92,6 +96,8 @@ def main() -> None:
                         help="log interval; default: the config's LoggerHook interval")
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
     parser.add_argument('--batch-size', type=int)
+    parser.add_argument('--ledger', action='store_true',
+                        help='also run every step inside the memory ledger (E)')
     args = parser.parse_args()
     cfg = Config.fromfile(args.config)
     interval = args.interval or cfg.get('default_hooks', {}).get('logger', {}).get('interval', 50)
@@ -102,12 +108,15 @@ def main() -> None:
     every = TimedCostHook()
     train(cfg, max(20, args.iters // 4), 1, every, args)
     timed = TimedCostHook()
-    base, with_hook, sampled = [], [], []
+    base, with_hook, sampled, ledgered = [], [], [], []
     for _ in range(args.rounds):
         base.append(train(cfg, args.iters, interval, None, args))
         with_hook.append(train(cfg, args.iters, interval, timed, args))
         with mock.patch.object(ProcessPeakMemory, 'CLEAR_REFS', '/nonexistent/clear_refs'):
             sampled.append(train(cfg, args.iters, interval, TrainingCostHook(), args))
+        if args.ledger:
+            ledgered.append(train(cfg, args.iters, interval,
+                                  TrainingCostHook(ledger_interval=1), args))
 
     step = statistics.median(base)
     per_line = every.seconds['log line'] / every.calls['log line']
@@ -125,6 +134,9 @@ def main() -> None:
     print(f'hook share of training time (B, measured): {hook_share:9.3%}')
     print(f'wall clock, with the hook (B / A):         {ratio(with_hook):+9.2%}')
     print(f'wall clock, sampling fallback (D / A):     {ratio(sampled):+9.2%}')
+    if ledgered:
+        print(f'ledgered step (E, median):                 '
+              f'{statistics.median(ledgered) * 1e3:9.2f} ms = {ratio(ledgered) + 1:.2f}x A')
 
 
 if __name__ == '__main__':

@@ -47,10 +47,8 @@ import copy
 import json
 import os
 import os.path as osp
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -64,6 +62,7 @@ from repl_mm.analysis.cost_report import forward_flops, si_number
 from repl_mm.analysis.synthetic import (backbone_input, backbone_step, framework_of, input_shape,
                                         synthetic_batch)
 from repl_mm.analysis.variants import VariantBuilder, VariantSpec
+from repl_mm.analysis.worker import run_environment, run_worker
 from repl_mm.core import ReplError
 from repl_mm.engine.memory import MIB, ProcessPeakMemory, peak_memory_meter
 
@@ -284,12 +283,7 @@ STEADY_MALLOC = dict(MALLOC_MMAP_THRESHOLD_=str(1 << 30), MALLOC_TRIM_THRESHOLD_
 MALLOC_MODES = ('steady', 'system')
 
 
-def _run_worker(spec: dict, spec_path: str, result_path: str, log_path: str,
-                malloc: str = 'steady') -> dict:
-    with open(spec_path, 'w') as file:
-        json.dump(spec, file, indent=1)
-    if osp.exists(result_path):
-        os.remove(result_path)
+def _run_worker(spec: dict, stem: str, malloc: str = 'steady') -> dict:
     threads = str(spec['threads'])
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                PYTHONWARNINGS='ignore')
@@ -299,18 +293,7 @@ def _run_worker(spec: dict, spec_path: str, result_path: str, log_path: str,
     if malloc == 'steady':
         for key, value in STEADY_MALLOC.items():
             env.setdefault(key, value)
-    with open(log_path, 'w') as log_file:
-        process = subprocess.run([sys.executable, WORKER, spec_path, result_path],
-                                 stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    if process.returncode != 0 or not osp.exists(result_path):
-        with open(log_path) as file:
-            lines = [line.rstrip() for line in file if line.strip()]
-        error = next((line for line in reversed(lines)
-                      if line.startswith(('error:', 'Traceback')) or 'Error' in line),
-                     f'exit code {process.returncode}')
-        return dict(error=error.removeprefix('error: '), log=log_path)
-    with open(result_path) as file:
-        return json.load(file)
+    return run_worker([sys.executable, WORKER], spec, stem, env)
 
 
 def _summarize(result: VariantResult) -> None:
@@ -368,7 +351,8 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
     ``benchmark.md`` and ``benchmark.png`` to ``out_dir`` and return the JSON's content.
 
     ``out_dir`` also gets ``configs/<variant>.py`` (the config each worker ran) and
-    ``logs/<variant>_r<repeat>.log`` (each worker's output).
+    ``runs/<variant>_r<repeat>.{spec.json,result.json,log}`` (each worker's input, result and
+    output).
     """
     if mode not in MODES:
         raise ReplError(f'mode {mode!r}: choose one of {MODES}.')
@@ -384,7 +368,7 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
         batch_size=batch_size or (cfg.get('train_dataloader') or {}).get('batch_size', 1),
         shape=tuple(shape) if shape else input_shape(cfg))
     specs = variant_specs(cfg, variants, device, frozen_stages, drop_path_rate, amp)
-    for sub in ('configs', 'logs', 'runs'):
+    for sub in ('configs', 'runs'):
         os.makedirs(osp.join(out_dir, sub), exist_ok=True)
     results = {spec.name: VariantResult(spec.name, spec.description, skipped=spec.skipped)
                for spec in specs}
@@ -406,14 +390,12 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
             done += 1
             if result.error:
                 continue
-            stem = osp.join(out_dir, '{}', f'{name}_r{repeat}')
+            stem = osp.join(out_dir, 'runs', f'{name}_r{repeat}')
             spec = dict(config=paths[name], mode=mode, batch_size=settings.batch_size,
                         shape=list(settings.shape), iters=iters, warmup=warmup, seed=seed,
                         threads=settings.threads, device=device, flops=not result.flops)
             load = os.getloadavg()[0]
-            output = _run_worker(spec, stem.format('runs') + '.spec.json',
-                                 stem.format('runs') + '.json', stem.format('logs') + '.log',
-                                 malloc)
+            output = _run_worker(spec, stem, malloc)
             elapsed = time.time() - started
             eta = elapsed / done * (total - done)
             if 'error' in output:
@@ -446,12 +428,9 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
         raise ReplError(f'The baseline failed: {baseline.error}; nothing to compare with.')
     for result in results.values():
         _ratios(result, baseline)
-    report = dict(settings=asdict(settings), environment=dict(
-        torch=torch.__version__, python=platform.python_version(), cpu_count=os.cpu_count(),
-        cuda_device=torch.cuda.get_device_name(0) if device == 'cuda' else None,
-        load_average_start=list(load_start), load_average_end=list(os.getloadavg()),
-        wall_minutes=(time.time() - started) / 60),
-        variants=[asdict(results[name]) for name in variants])
+    report = dict(settings=asdict(settings),
+                  environment=run_environment(device, started, load_start, time.time()),
+                  variants=[asdict(results[name]) for name in variants])
     with open(osp.join(out_dir, 'benchmark.json'), 'w') as file:
         json.dump(report, file, indent=1)
     with open(osp.join(out_dir, 'benchmark.md'), 'w') as file:

@@ -17,7 +17,7 @@ Use::
     measured.result()  # {'peak_bytes', 'step_start_bytes', 'source'}
 """
 import contextlib
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator
 
 import torch
 

@@ -22,8 +22,6 @@ elementwise / norm bytes forward and backward, and the measured peak.
 import json
 import os
 import os.path as osp
-import platform
-import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -39,6 +37,7 @@ from .params import ParameterCount
 from .synthetic import (backbone_input, backbone_step, framework_of, model_cfg_of,
                         synthetic_batch, train_input_shape)
 from .variants import VariantBuilder
+from .worker import run_environment, run_worker
 
 #: backbone kinds of the ledger's variants, and the peers each is combined with
 LEDGER_KINDS = ('plain', 'fused', 'light-batch', 'light-weight', 'removed')
@@ -306,7 +305,9 @@ def run_ledgers(cfg, config_name: str, out_dir: str, variants: Sequence[str] = D
         worker_spec = dict(config=config_path, device=device, shape=shape,
                            batch_size=batch_size, backbone_only=backbone_only, threads=threads)
         variant_start = time.time()
-        output = _run_worker(worker_spec, stem.format('logs'))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
+        output = run_worker([sys.executable, '-m', 'repl_mm.analysis.ledger_report'],
+                            worker_spec, stem.format('logs'), env)
         entry['wall_seconds'] = time.time() - variant_start
         if 'error' in output:
             entry['error'] = output['error']
@@ -320,12 +321,7 @@ def run_ledgers(cfg, config_name: str, out_dir: str, variants: Sequence[str] = D
             f'{entry["wall_seconds"]:.0f} s in all')
     report = dict(config=config_name, command=command, device=device, shape=shape,
                   batch_size=batch_size, backbone_only=backbone_only, threads=threads,
-                  environment=dict(torch=torch.__version__, python=platform.python_version(),
-                                   cpu_count=os.cpu_count(), load_average_start=list(load_start),
-                                   load_average_end=list(os.getloadavg()),
-                                   cuda_device=torch.cuda.get_device_name(0)
-                                   if device == 'cuda' else None,
-                                   wall_minutes=(time.time() - started) / 60),
+                  environment=run_environment(device, started, load_start, time.time()),
                   variants=results)
     add_ratios(report)
     with open(osp.join(out_dir, 'ledger.json'), 'w') as file:
@@ -334,28 +330,6 @@ def run_ledgers(cfg, config_name: str, out_dir: str, variants: Sequence[str] = D
         file.write(format_ledger_markdown(report) + '\n')
     plot_ledgers(report, osp.join(out_dir, 'ledger.png'))
     return report
-
-
-def _run_worker(spec: Dict[str, Any], stem: str) -> Dict[str, Any]:
-    with open(stem + '.spec.json', 'w') as file:
-        json.dump(spec, file, indent=1)
-    result_path = stem + '.result.json'
-    if osp.exists(result_path):
-        os.remove(result_path)
-    env = dict(os.environ, OMP_NUM_THREADS=str(spec['threads']), PYTHONWARNINGS='ignore')
-    with open(stem + '.log', 'w') as log_file:
-        process = subprocess.run(
-            [sys.executable, '-m', 'repl_mm.analysis.ledger_report', stem + '.spec.json',
-             result_path], stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    if process.returncode != 0 or not osp.exists(result_path):
-        with open(stem + '.log') as file:
-            lines = [line.rstrip() for line in file if line.strip()]
-        error = next((line for line in reversed(lines)
-                      if line.startswith('error:') or 'Error' in line),
-                     f'exit code {process.returncode}')
-        return dict(error=error.removeprefix('error: '), log=stem + '.log')
-    with open(result_path) as file:
-        return json.load(file)
 
 
 def add_ratios(report: Dict[str, Any]) -> None:
