@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from repl_mm.core import ReplError, RemovedBlock, is_replaced
+from repl_mm.engine.ledger import CATEGORIES, OTHER_KINDS, LedgerResult, StepLedger
+from repl_mm.engine.memory import MIB
 from .allocator_peak import AllocatorPeak
 from .cost_report import backbone_stages, si_number
-from .ledger import CATEGORIES, MIB, OTHER_KINDS, LedgerResult, StepLedger
 from .params import ParameterCount
 from .synthetic import (backbone_input, backbone_step, framework_of, model_cfg_of,
                         synthetic_batch, train_input_shape)

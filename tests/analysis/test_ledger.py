@@ -1,4 +1,4 @@
-"""The memory ledger (repl_mm/analysis/ledger.py) on real mmdet, mmseg and mmpretrain models:
+"""The memory ledger (repl_mm/engine/ledger.py) on real mmdet, mmseg and mmpretrain models:
 parameters, gradients and optimizer state equal hand counts; what autograd saves follows the
 backbone kinds and peers; autocast copies, DDP's gradient buckets and ZeRO's shard are found."""
 import copy
@@ -10,7 +10,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_mm.analysis.ledger import CATEGORIES, StepLedger
+from repl_mm.engine.ledger import CATEGORIES, StepLedger
 from repl_mm.analysis.ledger_report import create_optimizer_state
 from repl_mm.analysis.synthetic import backbone_input, backbone_step, synthetic_batch
 from repl_mm.core import replaced_blocks, synthesised_numel

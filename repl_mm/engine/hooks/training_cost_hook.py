@@ -9,10 +9,10 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 
-from repl_mm.analysis.ledger import MIB, LedgerResult, StepLedger
 from repl_mm.core import replaced_blocks
 from ..cost_figures import coefficient_means, state_costs, structure_costs
-from ..memory import CudaPeakMemory, PeakMemoryMeter, peak_memory_meter
+from ..ledger import LedgerResult, StepLedger
+from ..memory import MIB, CudaPeakMemory, PeakMemoryMeter, peak_memory_meter
 
 
 @HOOKS.register_module()
@@ -34,7 +34,7 @@ class TrainingCostHook(Hook):
     * ``repl/<block path>/a`` and ``repl/<block path>/b``: the mean of each replaced block's
       coefficients (e.g. ``repl/backbone.layer3.3/a``);
     * with ``ledger_interval``: every ``ledger_interval`` iterations, the iteration's train step
-      runs inside ``repl_mm.analysis.ledger.StepLedger`` and the hook logs the ledger at the
+      runs inside ``repl_mm.engine.ledger.StepLedger`` and the hook logs the ledger at the
       step's peak, in MiB: ``cost/ledger/<category>_mb`` for every category (parameters,
       gradients, optimizer_state, synthesised_weights, autocast_weight_copies,
       gradient_buckets, activations, gradients_in_flight, optimizer_temporaries, other),

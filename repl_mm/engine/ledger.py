@@ -61,7 +61,6 @@ _ROLE_ORDER = {role: rank for rank, role in enumerate(
      'autocast_weight_copies', 'synthesised_weights', 'activations'))}
 _WEIGHT_ROLES = ('parameters', 'synthesised_weights')
 _NORM_OPS = ('batch_norm', 'layer_norm', 'group_norm', 'instance_norm')
-MIB = 1024 * 1024
 
 
 def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
