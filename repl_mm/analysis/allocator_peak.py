@@ -39,7 +39,8 @@ class AllocatorPeak:
             self._baseline = torch.cuda.memory_allocated(self.device)
         else:
             from torch.profiler import ProfilerActivity, profile
-            self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True,
+                                     record_shapes=True)
             self._profiler.__enter__()
         return self
 
@@ -64,8 +65,8 @@ class AllocatorPeak:
     def result(self) -> Dict[str, Any]:
         """``peak_bytes`` (the step's peak), ``step_start_bytes`` (live when the step began),
         both counted from the start of the measurement, ``source``, and on the CPU
-        ``peak_operator`` (the operator running at the peak) and ``peak_operator_bytes`` (what
-        it had allocated itself by then)."""
+        ``peak_operator`` (the operator running at the peak), ``peak_operator_shapes`` (its
+        inputs' shapes) and ``peak_operator_bytes`` (what it had allocated itself by then)."""
         if self.device.type == 'cuda':
             return dict(peak_bytes=self._cuda['peak'] - self._baseline,
                         step_start_bytes=self._cuda['start'] - self._baseline,
@@ -100,11 +101,12 @@ class AllocatorPeak:
         running = [e for e in events if e.name() not in ('[memory]', STEP_MARK)
                    and e.start_ns() <= time <= e.end_ns()]
         if not running:
-            return dict(peak_operator=None, peak_operator_bytes=0)
+            return dict(peak_operator=None, peak_operator_bytes=0, peak_operator_shapes=None)
         innermost = max(running, key=lambda e: e.start_ns())
         before = 0
         for at, live in timeline:
             if at >= innermost.start_ns():
                 break
             before = live
-        return dict(peak_operator=innermost.name(), peak_operator_bytes=peak - before)
+        return dict(peak_operator=innermost.name(), peak_operator_bytes=peak - before,
+                    peak_operator_shapes=[list(shape) for shape in innermost.shapes()])

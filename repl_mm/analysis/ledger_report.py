@@ -367,8 +367,11 @@ def _inside(measured: Dict[str, Any]) -> str:
     """The operator running at the measured peak and what it had allocated itself."""
     if not measured.get('peak_operator'):
         return ''
-    return (f'{measured["peak_operator"].removeprefix("aten::")} '
-            f'({_mib(measured["peak_operator_bytes"])})')
+    shapes = ', '.join('x'.join(map(str, shape)) for shape in
+                       (measured.get('peak_operator_shapes') or [])[:3] if shape)
+    return (f'{measured["peak_operator"].removeprefix("aten::")}'
+            + (f' of {shapes}' if shapes else '')
+            + f' ({_mib(measured["peak_operator_bytes"])})')
 
 
 def _shown_categories(variants: Sequence[Dict[str, Any]]) -> List[str]:
@@ -400,7 +403,8 @@ def format_ledger_markdown(report: Dict[str, Any]) -> str:
     lines += ['Memory at the step\'s peak (MiB): every live tensor storage once, in one category.',
               '', '| variant | ' + ' | '.join(CATEGORY_TITLES[c] for c in categories)
               + ' | ledger peak | measured peak | ledger / measured | peak vs plain | '
-                'peak vs removed | ledger peak in | measured peak inside (its own MiB) |',
+                'peak vs removed | ledger peak in | measured peak inside: operator of input '
+                'shapes (its own MiB) |',
               '|---|' + '---:|' * (len(categories) + 5) + '---|---|']
     for v in measured:
         by_category, r = v['peak']['by_category'], v['ratios']
