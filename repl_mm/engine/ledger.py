@@ -8,7 +8,8 @@ summed after every operator; at the step's peak, the live storages are kept (a s
 is counted once, in exactly one category, by what it turned out to be:
 
 ``parameters``, ``gradients`` (a parameter's ``.grad``), ``optimizer_state``,
-``synthesised_weights`` (outputs of RepL's synthesis, ``BlockSynthesis.values``),
+``synthesised_weights`` (outputs of RepL's synthesis, ``BlockSynthesis.values``, and the neighbour
+tensors that its adapters bring to another shape, which the synthesis saves),
 ``autocast_weight_copies`` (low-precision copies that autocast makes of parameters and synthesised
 weights), ``gradient_buckets`` (DDP's reducer buckets, which gradients are copied into),
 ``activations`` (storages that autograd saved for the backward pass through
@@ -45,7 +46,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import conv_flop_count, flop_registry, shape_wrapper
 
-from repl_mm.core import block_syntheses
+from repl_mm.core import ADAPTER_MODULES, block_syntheses
 
 #: the categories, in the order of every table (``other`` last)
 CATEGORIES = ('parameters', 'gradients', 'optimizer_state', 'synthesised_weights',
@@ -463,7 +464,10 @@ class StepLedger:
         path = self.modules.current()
         entry = self.record(tensor, path=path)
         if entry is not None:
-            if entry.role is None:
+            if entry.role is None and f'.{ADAPTER_MODULES}.' in entry.path:
+                # a neighbour tensor brought to the replaced tensor's shape, saved by synthesis
+                entry.role = 'synthesised_weights'
+            elif entry.role is None:
                 entry.role, entry.path = 'activations', path
             if not self.in_optimizer and torch._C._current_graph_task_id() == -1:
                 self._saved_in_forward[id(entry)] = entry
