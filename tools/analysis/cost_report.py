@@ -58,8 +58,6 @@ def parse_args() -> argparse.Namespace:
 
 
 def ledger(args: argparse.Namespace, cfg) -> None:
-    for name in args.variants:
-        parse_variant(name)  # a bad name fails before any variant runs
     out = args.out or osp.join('work_dirs', 'ledger', config_name(args.config))
     report = run_ledgers(cfg, osp.relpath(args.config), out, variants=args.variants,
                          device=args.device, shape=args.shape, batch_size=args.batch_size,
@@ -74,6 +72,9 @@ def ledger(args: argparse.Namespace, cfg) -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.ledger:
+        for name in args.variants:
+            parse_variant(name)  # a bad name fails before anything is loaded
     cfg = load_config(args)
     if args.ledger:
         ledger(args, cfg)
