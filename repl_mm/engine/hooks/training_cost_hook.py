@@ -38,10 +38,10 @@ class TrainingCostHook(Hook):
       step's peak, in MiB: ``cost/ledger/<category>_mb`` for every category (parameters,
       gradients, optimizer_state, synthesised_weights, autocast_weight_copies,
       gradient_buckets, activations, gradients_in_flight, optimizer_temporaries, other),
-      ``cost/ledger/peak_mb`` (their
-      sum), ``cost/ledger/saved_for_backward_mb`` (all the forward pass saved for backward),
-      ``cost/ledger/flops_forward`` / ``flops_backward`` and ``cost/ledger/step_s`` (the
-      ledgered step's time: it runs slower, see docs/cost_tools.md).
+      ``cost/ledger/peak_mb`` (their sum), ``cost/ledger/saved_for_backward_mb`` (all the
+      forward pass saved for backward), ``cost/ledger/flops_forward`` / ``flops_backward`` and
+      ``cost/ledger/step_s`` (the ledgered step's time: it runs slower, see
+      docs/cost_tools.md).
 
     Args:
         interval (int, optional): log every ``interval`` training iterations. ``None`` (default):
