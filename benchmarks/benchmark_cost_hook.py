@@ -1,7 +1,7 @@
 """Measure what TrainingCostHook adds to a training step; prints numbers, asserts nothing.
 
     python benchmarks/benchmark_cost_hook.py CONFIG [--iters 100] [--rounds 3]
-        [--interval N] [--shape H W] [--batch-size B]
+        [--interval N] [--shape H W] [--batch-size B] [--ledger]
 
 Trains the config's model on a synthetic batch (repl_mm.analysis.synthetic.synthetic_runner) in this
 process, on the device mmengine's Runner picks (CUDA where available):
@@ -13,10 +13,15 @@ B. with the hook at the default interval (the config's LoggerHook interval), its
 D. as B, with the resident-set sampling thread forced on (the fallback where VmHWM cannot be
    reset; its cost falls outside the hook's calls, so it only shows in the step time).
 
+E. with ``--ledger``: as B with ``ledger_interval=2``: every other step runs inside the memory
+   ledger, so ledgered and plain steps alternate in one run (a busy machine slows both alike).
+
 The overhead is the cost of one log line spread over ``interval`` steps plus the hook's check at
 every other step, over the step time (C, B and A), and the hook's measured share of the training
 time (B). B / A and D / A compare wall clock (median step of each run, median over rounds of the
-ratios): noisier, as they include everything else the machine does.
+ratios): noisier, as they include everything else the machine does. E is the median ledgered
+step over the median other step of the same runs: what one ledgered step costs against a plain
+one; at ``ledger_interval=N`` the ledger adds (E - 1) / N of the training time.
 """
 import argparse
 import contextlib
@@ -69,9 +74,9 @@ class StepClock(Hook):
         self.step_times.append(time.perf_counter() - self.start)
 
 
-def train(cfg, iters: int, interval: int, hook, args) -> float:
+def train(cfg, iters: int, interval: int, hook, args, clock=None) -> float:
     """Median seconds per step, leaving out the first fifth (at most 5 steps) as warm-up."""
-    clock = StepClock()
+    clock = clock or StepClock()
     with tempfile.TemporaryDirectory() as work_dir, open(os.devnull, 'w') as devnull, \
             contextlib.redirect_stdout(devnull):
         runner = synthetic_runner(cfg, work_dir, iters, shape=args.shape,
@@ -92,6 +97,8 @@ def main() -> None:
                         help="log interval; default: the config's LoggerHook interval")
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
     parser.add_argument('--batch-size', type=int)
+    parser.add_argument('--ledger', action='store_true',
+                        help='also run every other step inside the memory ledger (E)')
     args = parser.parse_args()
     cfg = Config.fromfile(args.config)
     interval = args.interval or cfg.get('default_hooks', {}).get('logger', {}).get('interval', 50)
@@ -102,12 +109,16 @@ def main() -> None:
     every = TimedCostHook()
     train(cfg, max(20, args.iters // 4), 1, every, args)
     timed = TimedCostHook()
-    base, with_hook, sampled = [], [], []
+    base, with_hook, sampled, ledger_clocks = [], [], [], []
     for _ in range(args.rounds):
         base.append(train(cfg, args.iters, interval, None, args))
         with_hook.append(train(cfg, args.iters, interval, timed, args))
         with mock.patch.object(ProcessPeakMemory, 'CLEAR_REFS', '/nonexistent/clear_refs'):
             sampled.append(train(cfg, args.iters, interval, TrainingCostHook(), args))
+        if args.ledger:
+            ledger_clocks.append(StepClock())
+            train(cfg, args.iters, interval, TrainingCostHook(ledger_interval=2), args,
+                  ledger_clocks[-1])
 
     step = statistics.median(base)
     per_line = every.seconds['log line'] / every.calls['log line']
@@ -125,6 +136,14 @@ def main() -> None:
     print(f'hook share of training time (B, measured): {hook_share:9.3%}')
     print(f'wall clock, with the hook (B / A):         {ratio(with_hook):+9.2%}')
     print(f'wall clock, sampling fallback (D / A):     {ratio(sampled):+9.2%}')
+    if ledger_clocks:  # iterations 2, 4, ... (indices 1, 3, ...) ran inside the ledger
+        skip = min(5, args.iters // 5)  # warm-up, as in train()
+        steps = [(i % 2 == 1, t) for clock in ledger_clocks
+                 for i, t in enumerate(clock.step_times) if i >= skip]
+        ledgered = statistics.median(t for inside, t in steps if inside)
+        other = statistics.median(t for inside, t in steps if not inside)
+        print(f'ledgered step / other step (E, medians):   {ledgered * 1e3:9.2f} / '
+              f'{other * 1e3:.2f} ms = {ledgered / other:.2f}x ({len(steps)} steps)')
 
 
 if __name__ == '__main__':

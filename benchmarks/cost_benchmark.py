@@ -44,14 +44,11 @@ peak minus the resident size before the first step (what training adds to the bu
 CUDA: ``max_memory_allocated`` and that minus the memory allocated before the first step.
 """
 import copy
-import inspect
 import json
 import os
 import os.path as osp
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -61,11 +58,13 @@ import numpy as np
 import torch
 
 from repl_mm.analysis import ParameterCount
-from repl_mm.analysis.cost_report import forward_flops
-from repl_mm.analysis.synthetic import framework_of, input_shape, synthetic_batch
+from repl_mm.analysis.cost_report import forward_flops, si_number
+from repl_mm.analysis.synthetic import (backbone_input, backbone_step, framework_of, input_shape,
+                                        synthetic_batch)
+from repl_mm.analysis.variants import VariantBuilder, VariantSpec
+from repl_mm.analysis.worker import run_environment, run_worker
 from repl_mm.core import ReplError
 from repl_mm.engine.memory import MIB, ProcessPeakMemory, peak_memory_meter
-from repl_mm.models import plain_model_cfg
 
 #: every variant, in the forward order of the runs and tables
 VARIANTS = ('baseline', 'repl-fused', 'repl-light', 'removed', 'frozen-stages', 'checkpointing',
@@ -75,58 +74,11 @@ WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'benchmark_wor
 
 
 # ---------------------------------------------------------------------------------- variants
-def accepts(cls: type, argument: str) -> bool:
-    """Whether ``cls(...)`` takes keyword ``argument``, following ``**kwargs`` up the MRO (e.g.
-    ``CIFARResNet`` -> ``ResNet_CIFAR`` -> ``ResNet``)."""
-    for klass in cls.__mro__:
-        init = klass.__dict__.get('__init__')
-        if init is None:
-            continue
-        parameters = inspect.signature(init).parameters
-        if argument in parameters:
-            return True
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            return False
-    return False
-
-
-def _registered(type_name: str, scope: str) -> Optional[type]:
-    """The class ``MODELS.build`` would build for ``type_name`` under default scope ``scope``."""
-    from mmengine.registry import MODELS
-    with MODELS.switch_scope_and_registry(scope) as registry:
-        try:
-            return registry.get(type_name)
-        except KeyError:
-            return None
-
-
-def default_frozen_stages(backbone_cfg: dict) -> int:
-    """``frozen_stages`` of the frozen-stages peer: 1 (the stem and the first stage), or one more
-    than the config's own where it already freezes stages (mmdet's COCO configs freeze 1, so the
-    peer freezes 2: stem, ``layer1``, ``layer2``); the last stage always trains."""
-    own = int(backbone_cfg.get('frozen_stages', -1))
-    return 1 if own < 1 else own + 1
-
-
-@dataclass
-class VariantSpec:
-    """One variant: its config (``None`` where it does not apply) and what it is, in words."""
-
-    name: str
-    description: str
-    cfg: Any = None
-    skipped: Optional[str] = None  # why the variant does not apply
-
-
-def amp_optim_wrapper(optim_wrapper: dict, device: str) -> Tuple[dict, str]:
-    """``optim_wrapper`` in mixed precision on ``device``, and what it is, in words."""
-    optim_wrapper = copy.deepcopy(optim_wrapper)
-    if device == 'cuda':
-        optim_wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
-        return optim_wrapper, 'AmpOptimWrapper fp16, dynamic loss scale'
-    optim_wrapper['type'] = 'CPUAutocastOptimWrapper'
-    optim_wrapper.pop('loss_scale', None)
-    return optim_wrapper, 'CPUAutocastOptimWrapper bf16'
+#: this benchmark's variant names: (backbone kind, peers) of ``repl_mm.analysis.variants``
+VARIANT_KINDS = {'baseline': ('plain', ()), 'repl-fused': ('fused', ()),
+                 'repl-light': ('light', ()), 'removed': ('removed', ()),
+                 'frozen-stages': ('plain', ('frozen', )), 'checkpointing': ('plain', ('cp', )),
+                 'stochastic-depth': ('plain', ('drop-path', )), 'amp': ('plain', ('amp', ))}
 
 
 def variant_specs(cfg, variants: Sequence[str] = VARIANTS, device: str = 'cpu',
@@ -144,66 +96,15 @@ def variant_specs(cfg, variants: Sequence[str] = VARIANTS, device: str = 'cpu',
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise ReplError(f'Unknown variant(s) {unknown}; choose from {list(VARIANTS)}.')
-    backbone = cfg.model.get('backbone')
-    if not backbone:
-        raise ReplError(f'{cfg.model.get("type")} has no backbone to benchmark.')
-    if 'RepL' in str(backbone['type']):
-        repl_model = copy.deepcopy(cfg.model)
-        plain_model = plain_model_cfg(cfg.model)
-    else:
-        plain_model = copy.deepcopy(cfg.model)
-        scope, _, name = str(backbone['type']).rpartition('.')
-        repl_model = copy.deepcopy(cfg.model)
-        repl_model['backbone']['type'] = (f'{scope}.' if scope else '') + f'RepL{name}'
-        repl_model['backbone']['repl'] = {}
-    plain_type, repl_type = plain_model['backbone']['type'], repl_model['backbone']['type']
-    scope = framework_of(cfg)
-    plain_cls, repl_cls = _registered(plain_type, scope), _registered(repl_type, scope)
-    if plain_cls is None:
-        raise ReplError(f'{plain_type} is not registered under {scope}.')
-
-    def derived(model: dict, optim_wrapper: Optional[dict] = None):
-        new = copy.deepcopy(cfg)
-        new.model = model
-        if optim_wrapper is not None:
-            new.optim_wrapper = optim_wrapper
-        elif amp:
-            new.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, device)[0]
-        return new
-
+    builder = VariantBuilder(cfg, device, frozen_stages, drop_path_rate)
     specs = []
     for name in variants:
-        if name == 'baseline':
-            specs.append(VariantSpec(name, f'plain {plain_type}', derived(plain_model)))
-        elif name in ('repl-fused', 'repl-light', 'removed'):
-            kind = name.rpartition('-')[2]
-            if repl_cls is None:
-                specs.append(VariantSpec(name, f'{repl_type} kind={kind}',
-                                         skipped=f'no RepL twin {repl_type} is registered'))
-                continue
-            model = copy.deepcopy(repl_model)
-            model['backbone']['repl'] = dict(model['backbone'].get('repl') or {}, kind=kind)
-            specs.append(VariantSpec(name, f'{repl_type} kind={kind}', derived(model)))
-        elif name == 'amp':
-            optim_wrapper, what = amp_optim_wrapper(cfg.optim_wrapper, device)
-            specs.append(VariantSpec(name, f'plain {plain_type}, {what}', skipped=(
-                'every variant runs in mixed precision (--amp): the baseline is this peer')
-                if amp else None, cfg=None if amp else derived(plain_model, optim_wrapper)))
-        else:
-            argument, value = {
-                'frozen-stages': ('frozen_stages', frozen_stages if frozen_stages is not None
-                                  else default_frozen_stages(plain_model['backbone'])),
-                'checkpointing': ('with_cp', True),
-                'stochastic-depth': ('drop_path_rate', drop_path_rate)}[name]
-            description = f'plain {plain_type}, {argument}={value}'
-            if not accepts(plain_cls, argument):
-                specs.append(VariantSpec(name, description,
-                                         skipped=f'{plain_cls.__module__}.{plain_cls.__name__} '
-                                                 f'has no {argument}'))
-                continue
-            model = copy.deepcopy(plain_model)
-            model['backbone'][argument] = value
-            specs.append(VariantSpec(name, description, derived(model)))
+        kind, peers = VARIANT_KINDS[name]
+        spec = builder.build(name, kind, peers, amp_everywhere=amp)
+        if name == 'amp' and amp:
+            spec = VariantSpec(name, spec.description, skipped=(
+                'every variant runs in mixed precision (--amp): the baseline is this peer'))
+        specs.append(spec)
     return specs
 
 
@@ -224,27 +125,6 @@ def _build(cfg, mode: str, seed: int, device: str) -> torch.nn.Module:
 def _sync(device: str) -> None:
     if torch.device(device).type == 'cuda':
         torch.cuda.synchronize(device)
-
-
-def backbone_input(cfg, batch_size: int, shape: Tuple[int, int], seed: int) -> torch.Tensor:
-    """``(N, in_channels, H, W)`` standard-normal input of the backbone-only step."""
-    generator = torch.Generator().manual_seed(seed)
-    channels = int(cfg.model.backbone.get('in_channels', 3))
-    return torch.randn(batch_size, channels, *shape, generator=generator)
-
-
-def backbone_step(backbone: torch.nn.Module, inputs: torch.Tensor,
-                  optim_wrapper) -> Callable[[], None]:
-    """Forward, ``sum(mean(out ** 2))`` over the outputs, backward, optimizer step."""
-
-    def step() -> None:
-        with optim_wrapper.optim_context(backbone):
-            outputs = backbone(inputs)
-        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs, )
-        loss = sum(out.float().square().mean() for out in outputs if torch.is_tensor(out))
-        optim_wrapper.update_params(loss)
-
-    return step
 
 
 def _counts(module: torch.nn.Module, mode: str) -> Dict[str, Dict[str, int]]:
@@ -403,12 +283,7 @@ STEADY_MALLOC = dict(MALLOC_MMAP_THRESHOLD_=str(1 << 30), MALLOC_TRIM_THRESHOLD_
 MALLOC_MODES = ('steady', 'system')
 
 
-def _run_worker(spec: dict, spec_path: str, result_path: str, log_path: str,
-                malloc: str = 'steady') -> dict:
-    with open(spec_path, 'w') as file:
-        json.dump(spec, file, indent=1)
-    if osp.exists(result_path):
-        os.remove(result_path)
+def _run_worker(spec: dict, stem: str, malloc: str = 'steady') -> dict:
     threads = str(spec['threads'])
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                PYTHONWARNINGS='ignore')
@@ -418,18 +293,7 @@ def _run_worker(spec: dict, spec_path: str, result_path: str, log_path: str,
     if malloc == 'steady':
         for key, value in STEADY_MALLOC.items():
             env.setdefault(key, value)
-    with open(log_path, 'w') as log_file:
-        process = subprocess.run([sys.executable, WORKER, spec_path, result_path],
-                                 stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    if process.returncode != 0 or not osp.exists(result_path):
-        with open(log_path) as file:
-            lines = [line.rstrip() for line in file if line.strip()]
-        error = next((line for line in reversed(lines)
-                      if line.startswith(('error:', 'Traceback')) or 'Error' in line),
-                     f'exit code {process.returncode}')
-        return dict(error=error.removeprefix('error: '), log=log_path)
-    with open(result_path) as file:
-        return json.load(file)
+    return run_worker([sys.executable, WORKER], spec, stem, env)
 
 
 def _summarize(result: VariantResult) -> None:
@@ -487,7 +351,8 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
     ``benchmark.md`` and ``benchmark.png`` to ``out_dir`` and return the JSON's content.
 
     ``out_dir`` also gets ``configs/<variant>.py`` (the config each worker ran) and
-    ``logs/<variant>_r<repeat>.log`` (each worker's output).
+    ``runs/<variant>_r<repeat>.{spec.json,result.json,log}`` (each worker's input, result and
+    output).
     """
     if mode not in MODES:
         raise ReplError(f'mode {mode!r}: choose one of {MODES}.')
@@ -503,7 +368,7 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
         batch_size=batch_size or (cfg.get('train_dataloader') or {}).get('batch_size', 1),
         shape=tuple(shape) if shape else input_shape(cfg))
     specs = variant_specs(cfg, variants, device, frozen_stages, drop_path_rate, amp)
-    for sub in ('configs', 'logs', 'runs'):
+    for sub in ('configs', 'runs'):
         os.makedirs(osp.join(out_dir, sub), exist_ok=True)
     results = {spec.name: VariantResult(spec.name, spec.description, skipped=spec.skipped)
                for spec in specs}
@@ -525,14 +390,12 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
             done += 1
             if result.error:
                 continue
-            stem = osp.join(out_dir, '{}', f'{name}_r{repeat}')
+            stem = osp.join(out_dir, 'runs', f'{name}_r{repeat}')
             spec = dict(config=paths[name], mode=mode, batch_size=settings.batch_size,
                         shape=list(settings.shape), iters=iters, warmup=warmup, seed=seed,
                         threads=settings.threads, device=device, flops=not result.flops)
             load = os.getloadavg()[0]
-            output = _run_worker(spec, stem.format('runs') + '.spec.json',
-                                 stem.format('runs') + '.json', stem.format('logs') + '.log',
-                                 malloc)
+            output = _run_worker(spec, stem, malloc)
             elapsed = time.time() - started
             eta = elapsed / done * (total - done)
             if 'error' in output:
@@ -565,12 +428,9 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
         raise ReplError(f'The baseline failed: {baseline.error}; nothing to compare with.')
     for result in results.values():
         _ratios(result, baseline)
-    report = dict(settings=asdict(settings), environment=dict(
-        torch=torch.__version__, python=platform.python_version(), cpu_count=os.cpu_count(),
-        cuda_device=torch.cuda.get_device_name(0) if device == 'cuda' else None,
-        load_average_start=list(load_start), load_average_end=list(os.getloadavg()),
-        wall_minutes=(time.time() - started) / 60),
-        variants=[asdict(results[name]) for name in variants])
+    report = dict(settings=asdict(settings),
+                  environment=run_environment(device, started, load_start, time.time()),
+                  variants=[asdict(results[name]) for name in variants])
     with open(osp.join(out_dir, 'benchmark.json'), 'w') as file:
         json.dump(report, file, indent=1)
     with open(osp.join(out_dir, 'benchmark.md'), 'w') as file:
@@ -580,15 +440,6 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
 
 
 # ---------------------------------------------------------------------------------- outputs
-def _si(value: Optional[float]) -> str:
-    if value is None:
-        return ''
-    for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
-        if abs(value) >= scale:
-            return f'{value / scale:.2f}{unit}'
-    return f'{value:.0f}'
-
-
 def _x(value: Optional[float]) -> str:
     return '' if value is None else f'{value:.2f}x'
 
@@ -634,9 +485,9 @@ def format_markdown(report: Dict[str, Any]) -> str:
                  f'{params["backbone"]["trainable"]:,}', _x(ratios.get('trainable_backbone'))]
         if not backbone_mode:
             cells += [f'{params["model"]["trainable"]:,}', _x(ratios.get('trainable_model'))]
-        cells += [_si(flops.get('backbone')), _x(ratios.get('flops_backbone'))]
+        cells += [si_number(flops.get('backbone')), _x(ratios.get('flops_backbone'))]
         if not backbone_mode:
-            cells += [_si(flops.get('model')), _x(ratios.get('flops_model'))]
+            cells += [si_number(flops.get('model')), _x(ratios.get('flops_model'))]
         cells.append(_plan(v['repl']))
         lines.append('| ' + ' | '.join(cells) + ' |')
     memory_key = 'CUDA max allocated' if settings['device'] == 'cuda' else 'peak RSS'

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The GPU measurements of docs/benchmarks.md's "GPU: measured and still to measure", in one run.
 #
-#   bash benchmarks/gpu_issue17.sh OUT_DIR [tests|backbone|models|all]
+#   bash benchmarks/gpu_issue17.sh OUT_DIR [ledger|tests|backbone|models|all]
 #
 # On a CUDA machine with repl-mm's stack. Every output goes to OUT_DIR (one log per command,
 # benchmark.py's JSON and tables under OUT_DIR/<name>/). Sections, in the order of importance:
+#   ledger    (issue 22; at most 3 minutes) the memory ledger of a ResNet-50 backbone step at
+#             32x3x224x224 against torch.cuda.max_memory_allocated, for plain, every RepL kind
+#             and the checkpointing and AMP peers (tools/analysis/cost_report.py --ledger, one
+#             process per variant: ledger.json / .md / .png), then the ledger's CUDA test
+#             (within 5%, hand counts)
 #   tests     tests/engine/test_cuda.py: the flat synthesis against the per-tensor reference
 #             (loss bit for bit), the light surrogate under fp16/bf16 autocast on channels-last
 #   backbone  ResNet-50 backbone at 16x3x512x512 (the targets' setting): same-process A/B of
@@ -16,7 +21,7 @@
 #             fp32 and --amp, against frozen stages and checkpointing (Mask R-CNN's RoIAlign
 #             needs mmcv built with its CUDA ops)
 set -u
-OUT=${1:?usage: gpu_issue17.sh OUT_DIR [tests|backbone|models|all]}
+OUT=${1:?usage: gpu_issue17.sh OUT_DIR [ledger|tests|backbone|models|all]}
 SECTION=${2:-all}
 PY=${PYTHON:-python}
 R50=configs/repl_resnet50_imagenet.py
@@ -34,8 +39,16 @@ run() {  # run NAME COMMAND...: the command's output to OUT/NAME.log and the ter
 
 wanted() { [ "$SECTION" = all ] || [ "$SECTION" = "$1" ]; }
 
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
+
+if wanted ledger; then
+    run ledger_r50_backbone "$PY" tools/analysis/cost_report.py "$R50" --ledger --backbone-only \
+        --device cuda --shape 224 224 --batch-size 32 --out "$OUT/ledger_r50_backbone" \
+        --variants plain fused light-batch light-weight removed plain+cp plain+amp
+    run ledger_cuda_test "$PY" -m pytest -q tests/engine/test_cuda.py -k ledger
+fi
+
 if wanted tests; then
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
     run cuda_tests "$PY" -m pytest -q tests/engine/test_cuda.py
 fi
 

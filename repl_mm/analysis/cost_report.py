@@ -11,7 +11,7 @@ from torch import nn
 from repl_mm.core import ReplError, is_replaced
 from repl_mm.engine.memory import ProcessPeakMemory, peak_memory_meter
 from .params import ParameterCount
-from .synthetic import framework_of, input_shape, synthetic_batch
+from .synthetic import framework_of, input_shape, model_cfg_of, synthetic_batch
 
 
 @dataclass
@@ -220,7 +220,7 @@ def build_model(cfg) -> nn.Module:
     pretrained ``init_cfg`` would need the network)."""
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope(framework_of(cfg))
-    return MODELS.build(cfg.model)
+    return MODELS.build(model_cfg_of(cfg))
 
 
 def cost_report(cfg, config_name: str = '', measure: bool = False, device: str = 'cpu',
@@ -255,11 +255,14 @@ def cost_report(cfg, config_name: str = '', measure: bool = False, device: str =
     return report
 
 
-def _si(value: int) -> str:
+def si_number(value: Optional[float]) -> str:
+    """``57650000000`` -> ``'57.65G'``; ``''`` for ``None``."""
+    if value is None:
+        return ''
     for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
         if abs(value) >= scale:
             return f'{value / scale:.2f}{unit}'
-    return str(value)
+    return str(round(value))
 
 
 def format_markdown(report: CostReport) -> str:
@@ -278,7 +281,7 @@ def format_markdown(report: CostReport) -> str:
         if part.replaced and all(isinstance(i, int) for i in part.replaced):
             replaced += f': {", ".join(map(str, part.replaced))}'
         lines.append(f'| {part.name} | {blocks} | {replaced} | {part.parameters:,} | '
-                     f'{part.trainable:,} | {part.synthesised:,} | {_si(part.flops)} |')
+                     f'{part.trainable:,} | {part.synthesised:,} | {si_number(part.flops)} |')
     lines += ['', 'FLOPs: one image, eval-mode forward, as mmengine counts them (a multiply-add '
               'is one FLOP; elementwise operators, such as the synthesis of replaced weights, '
               'are not counted).']

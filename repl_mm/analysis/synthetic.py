@@ -3,7 +3,7 @@ and input size, so a model's costs are measured on any machine, with any config.
 import copy
 import os
 import uuid
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -22,6 +22,16 @@ def framework_of(cfg) -> str:
     return scope
 
 
+def model_cfg_of(cfg) -> dict:
+    """The model config as mmengine's Runner builds it: with the config's top-level
+    ``data_preprocessor`` (mmpretrain's configs put mean, std and ``num_classes`` for batch
+    augments there) where the model sets none."""
+    model = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
+    return model
+
+
 def _dataset_cfg(loader_cfg) -> dict:
     dataset = (loader_cfg or {}).get('dataset', {}) or {}
     while 'pipeline' not in dataset and isinstance(dataset.get('dataset'), dict):
@@ -36,6 +46,32 @@ def _pair(value) -> Tuple[int, int]:
     return int(value[1]), int(value[0])
 
 
+def _pipeline_shape(pipeline) -> Optional[Tuple[int, int]]:
+    """``(H, W)`` the last size-setting transform of ``pipeline`` gives, ``None`` if none does."""
+    shape = None
+    for transform in pipeline:
+        kind = str(transform.get('type', '')).rpartition('.')[2]
+        if kind == 'Resize' and transform.get('scale') is not None:
+            shape = _pair(transform['scale'])
+        elif kind in ('ResizeEdge', 'RandomResizedCrop'):
+            shape = _pair(transform['scale'])
+        elif kind == 'CenterCrop':
+            shape = _pair(transform['crop_size'])
+        elif kind == 'RandomCrop':  # (h, w), unlike mmcv's (w, h)
+            shape = _pair(transform['crop_size'])[::-1]
+    return shape
+
+
+def _dataset_fallback(dataset: dict) -> Tuple[int, int]:
+    dataset_type = str(dataset.get('type', ''))
+    for name, size in (('CIFAR', 32), ('MNIST', 28)):
+        if name in dataset_type.upper():
+            return size, size
+    raise ReplError('Cannot read the input size from the config\'s pipeline (no Resize, '
+                    'ResizeEdge, CenterCrop, RandomCrop or RandomResizedCrop); pass it with '
+                    '--shape H W.')
+
+
 def input_shape(cfg) -> Tuple[int, int]:
     """``(H, W)`` of the model's input, read from the test pipeline.
 
@@ -45,23 +81,17 @@ def input_shape(cfg) -> Tuple[int, int]:
     """
     dataset = _dataset_cfg(cfg.get('test_dataloader') or cfg.get('val_dataloader'))
     pipeline = dataset.get('pipeline') or cfg.get('test_pipeline') or []
-    shape = None
-    for transform in pipeline:
-        kind = str(transform.get('type', '')).rpartition('.')[2]
-        if kind == 'Resize' and transform.get('scale') is not None:
-            shape = _pair(transform['scale'])
-        elif kind == 'ResizeEdge':
-            shape = _pair(transform['scale'])
-        elif kind == 'CenterCrop':
-            shape = _pair(transform['crop_size'])
-    if shape is not None:
-        return shape
-    dataset_type = str(dataset.get('type', ''))
-    for name, size in (('CIFAR', 32), ('MNIST', 28)):
-        if name in dataset_type.upper():
-            return size, size
-    raise ReplError('Cannot read the input size from the config\'s test pipeline (no Resize, '
-                    'ResizeEdge or CenterCrop); pass it with --shape H W.')
+    return _pipeline_shape(pipeline) or _dataset_fallback(dataset)
+
+
+def train_input_shape(cfg) -> Tuple[int, int]:
+    """``(H, W)`` of a training input, read from the train pipeline: the last ``Resize``
+    (mmdet's ``(1333, 800)`` with ``keep_ratio`` bounds the image: 800x1333), ``RandomCrop``
+    (mmseg's Cityscapes 512x1024 crop), ``RandomResizedCrop`` (mmpretrain's 224) ... wins; else
+    the test pipeline's size (``input_shape``)."""
+    dataset = _dataset_cfg(cfg.get('train_dataloader'))
+    pipeline = dataset.get('pipeline') or cfg.get('train_pipeline') or []
+    return _pipeline_shape(pipeline) or input_shape(cfg)
 
 
 def _det_sample(shape: Tuple[int, int], generator: torch.Generator):
@@ -121,6 +151,29 @@ def synthetic_batch(framework: str, shape: Tuple[int, int], batch_size: int) -> 
                 data_samples=[item['data_samples'] for item in items])
 
 
+def backbone_input(cfg, batch_size: int, shape: Tuple[int, int], seed: int) -> torch.Tensor:
+    """``(N, in_channels, H, W)`` standard-normal input of a backbone-only step."""
+    generator = torch.Generator().manual_seed(seed)
+    channels = int(cfg.model.backbone.get('in_channels', 3))
+    return torch.randn(batch_size, channels, *shape, generator=generator)
+
+
+def backbone_step(backbone: torch.nn.Module, inputs: torch.Tensor,
+                  optim_wrapper) -> Callable[[], None]:
+    """A backbone-only training step: forward, ``sum(mean(out ** 2))`` over the outputs (a mean,
+    so the gradient scale stays finite whatever the output size), backward, optimizer step,
+    through ``optim_wrapper`` (so AMP wrappers autocast it)."""
+
+    def step() -> None:
+        with optim_wrapper.optim_context(backbone):
+            outputs = backbone(inputs)
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs, )
+        loss = sum(out.float().square().mean() for out in outputs if torch.is_tensor(out))
+        optim_wrapper.update_params(loss)
+
+    return step
+
+
 class SyntheticDataset(torch.utils.data.Dataset):
     """``length`` synthetic items for mmengine's Runner (collate with ``pseudo_collate``)."""
 
@@ -155,7 +208,7 @@ def synthetic_runner(cfg, work_dir: str, max_iters: int, shape: Optional[Tuple[i
     default_hooks = dict(logger=dict(type='LoggerHook', interval=log_interval),
                          checkpoint=dict(type='CheckpointHook', by_epoch=False,
                                          interval=max_iters if checkpoint else -1))
-    return Runner(model=copy.deepcopy(cfg.model), work_dir=work_dir, train_dataloader=loader,
+    return Runner(model=model_cfg_of(cfg), work_dir=work_dir, train_dataloader=loader,
                   optim_wrapper=copy.deepcopy(cfg.optim_wrapper),
                   train_cfg=dict(by_epoch=False, max_iters=max_iters),
                   default_hooks=default_hooks, custom_hooks=list(custom_hooks),

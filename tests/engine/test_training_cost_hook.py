@@ -7,6 +7,7 @@ import os.path as osp
 import time
 
 import numpy as np
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
@@ -154,3 +155,33 @@ def test_hook_follows_the_logger_in_an_epoch_based_loop(tmp_path):
     [log_file] = glob.glob(osp.join(str(tmp_path), '*', 'vis_data', 'scalars.json'))
     logged = [json.loads(line)['iter'] for line in open(log_file)]
     assert logged == hook.iters == [2, 5]
+
+
+def test_hook_logs_the_memory_ledger_at_its_interval(tmp_path):
+    """ledger_interval=2: iterations 2 and 4 run inside the ledger; the log carries every
+    category, parameters and optimizer state equal to hand counts, and the model's train_step
+    is its class's again afterwards."""
+    runner = synthetic_runner(tiny_classifier_cfg(), str(tmp_path), max_iters=4, log_interval=1,
+                              custom_hooks=[dict(type='TrainingCostHook', ledger_interval=2)])
+    runner.train()
+    assert 'train_step' not in vars(runner.model)
+    [log_file] = glob.glob(osp.join(str(tmp_path), '*', 'vis_data', 'scalars.json'))
+    lines = [json.loads(line) for line in open(log_file)]
+    assert 'cost/ledger/peak_mb' not in lines[0]  # iteration 1 ran without the ledger
+    params = list(runner.model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    steps = []
+    for line in lines[1:]:
+        categories = [key for key in line if key.startswith('cost/ledger/')
+                      and key.endswith('_mb') and key not in ('cost/ledger/peak_mb',
+                                                              'cost/ledger/saved_for_backward_mb')]
+        assert len(categories) == 10
+        assert abs(sum(line[key] for key in categories) - line['cost/ledger/peak_mb']) < 1e-6
+        assert line['cost/ledger/parameters_mb'] * MIB == pytest.approx(
+            sum(p.numel() * 4 for p in params), abs=1)
+        assert line['cost/ledger/optimizer_state_mb'] * MIB == pytest.approx(
+            sum(p.numel() * 4 for p in trainable), abs=1)  # SGD momentum
+        assert line['cost/ledger/activations_mb'] > 0
+        assert line['cost/ledger/flops_backward'] > line['cost/ledger/flops_forward'] > 0
+        steps.append(line['cost/ledger/step_s'])
+    assert steps[0] == steps[1] and steps[1] != steps[2]  # iteration 4 logged anew

@@ -1,4 +1,7 @@
-"""Log what training costs: peak memory, parameter and optimizer-state sizes, RepL coefficients."""
+"""Log what training costs: peak memory, parameter and optimizer-state sizes, RepL coefficients,
+and at an interval the memory ledger of a whole step."""
+import functools
+import time
 from typing import Dict, List, Optional
 
 from mmengine.hooks import Hook, LoggerHook
@@ -8,7 +11,8 @@ from mmengine.registry import HOOKS
 
 from repl_mm.core import replaced_blocks
 from ..cost_figures import coefficient_means, state_costs, structure_costs
-from ..memory import CudaPeakMemory, PeakMemoryMeter, peak_memory_meter
+from ..ledger import LedgerResult, StepLedger
+from ..memory import MIB, CudaPeakMemory, PeakMemoryMeter, peak_memory_meter
 
 
 @HOOKS.register_module()
@@ -28,21 +32,35 @@ class TrainingCostHook(Hook):
       ``cost/optimizer_state_bytes``: at the start and at each log line where they changed (e.g.
       the optimizer state after the first step). Every log line shows the latest value;
     * ``repl/<block path>/a`` and ``repl/<block path>/b``: the mean of each replaced block's
-      coefficients (e.g. ``repl/backbone.layer3.3/a``).
+      coefficients (e.g. ``repl/backbone.layer3.3/a``);
+    * with ``ledger_interval``: every ``ledger_interval`` iterations, the iteration's train step
+      runs inside ``repl_mm.engine.ledger.StepLedger`` and the hook logs the ledger at the
+      step's peak, in MiB: ``cost/ledger/<category>_mb`` for every category (parameters,
+      gradients, optimizer_state, synthesised_weights, autocast_weight_copies,
+      gradient_buckets, activations, gradients_in_flight, optimizer_temporaries, other),
+      ``cost/ledger/peak_mb`` (their sum), ``cost/ledger/saved_for_backward_mb`` (all the
+      forward pass saved for backward), ``cost/ledger/flops_forward`` / ``flops_backward`` and
+      ``cost/ledger/step_s`` (the ledgered step's time: it runs slower, see
+      docs/cost_tools.md).
 
     Args:
         interval (int, optional): log every ``interval`` training iterations. ``None`` (default):
             exactly at the ``LoggerHook``'s training log lines.
         sample_period (float): seconds between samples of the resident set size where the
             kernel's own peak (``VmHWM``) cannot be reset; unused otherwise.
+        ledger_interval (int, optional): run the memory ledger every ``ledger_interval``
+            training iterations. ``None`` (default): never.
     """
 
     priority = 'NORMAL'  # above LoggerHook (BELOW_NORMAL): values are in before it logs
 
-    def __init__(self, interval: Optional[int] = None, sample_period: float = 0.02) -> None:
-        if interval is not None and interval < 1:
-            raise ValueError(f'TrainingCostHook: interval must be >= 1 or None, got {interval}.')
+    def __init__(self, interval: Optional[int] = None, sample_period: float = 0.02,
+                 ledger_interval: Optional[int] = None) -> None:
+        for name, value in (('interval', interval), ('ledger_interval', ledger_interval)):
+            if value is not None and value < 1:
+                raise ValueError(f'TrainingCostHook: {name} must be >= 1 or None, got {value}.')
         self.interval = interval
+        self.ledger_interval = ledger_interval
         self.sample_period = sample_period
         self._meter: Optional[PeakMemoryMeter] = None
         self._logger_hook: Optional[LoggerHook] = None
@@ -59,12 +77,59 @@ class TrainingCostHook(Hook):
         runner.logger.info(
             f'TrainingCostHook: peak memory from {self._describe_source()}; '
             f'{len(self._blocks)} replaced blocks; logged '
-            + ('at every log line.' if self.interval is None else
-               f'every {self.interval} iterations.'))
+            + ('at every log line' if self.interval is None else
+               f'every {self.interval} iterations')
+            + ('.' if self.ledger_interval is None else
+               f'; memory ledger every {self.ledger_interval} iterations.'))
         for key, value in structure_costs(model).items():
             runner.message_hub.update_scalar(f'train/cost/{key}', value)
         self._counts = {}
         self._update_counts(runner)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self.ledger_interval and self.every_n_train_iters(runner, self.ledger_interval):
+            self._ledger_next_step(runner)
+
+    def _ledger_next_step(self, runner) -> None:
+        """Run the iteration's ``train_step`` (only that one) inside a ``StepLedger``: the
+        runner's model gets a wrapper that removes itself, whatever the step does."""
+        wrapped = runner.model
+        model = wrapped.module if is_model_wrapper(wrapped) else wrapped
+        train_step = wrapped.train_step
+
+        @functools.wraps(train_step)
+        def ledgered_step(*args, **kwargs):
+            del wrapped.train_step  # back to the class's method
+            ledger = StepLedger(model, self._optimizers(runner))
+            start = time.perf_counter()
+            try:
+                with ledger:
+                    return train_step(*args, **kwargs)
+            finally:
+                seconds = time.perf_counter() - start
+                self._log_ledger(runner, ledger.result(), seconds)
+                ledger.close()
+
+        wrapped.train_step = ledgered_step
+
+    @staticmethod
+    def _log_ledger(runner, result: LedgerResult, seconds: float) -> None:
+        hub = runner.message_hub
+        for category, value in result.peak.by_category().items():
+            hub.update_scalar(f'train/cost/ledger/{category}_mb', value / MIB)
+        hub.update_scalar('train/cost/ledger/peak_mb', result.peak.total / MIB)
+        hub.update_scalar('train/cost/ledger/saved_for_backward_mb',
+                          sum(result.saved_by_category().values()) / MIB)
+        for phase in ('forward', 'backward'):
+            hub.update_scalar(f'train/cost/ledger/flops_{phase}', result.total_flops(phase))
+        hub.update_scalar('train/cost/ledger/step_s', seconds)
+
+    @staticmethod
+    def _optimizers(runner) -> list:
+        wrapper = runner.optim_wrapper
+        wrappers = (wrapper.optim_wrappers.values() if isinstance(wrapper, OptimWrapperDict)
+                    else [wrapper])
+        return [w.optimizer for w in wrappers]
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not self._due(runner, batch_idx):
@@ -86,10 +151,7 @@ class TrainingCostHook(Hook):
 
     def _update_counts(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        wrapper = runner.optim_wrapper
-        wrappers = (wrapper.optim_wrappers.values() if isinstance(wrapper, OptimWrapperDict)
-                    else [wrapper])
-        counts = state_costs(model, [w.optimizer for w in wrappers])
+        counts = state_costs(model, self._optimizers(runner))
         for key, value in counts.items():
             if self._counts.get(key) != value:
                 runner.message_hub.update_scalar(f'train/cost/{key}', value)
