@@ -4,7 +4,7 @@ A replaced block keeps its structure and buffers but owns no weights: each of it
 is synthesised on every forward as ``P = a * P_prev + b * P_next`` from its neighbours' tensors.
 """
 from .adapters import ADAPTERS, build_adapter
-from .checkpointing import checkpoint_without_reentry
+from .checkpointing import checkpoint_without_reentry, recompute_in_backward
 from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients,
                            is_coefficient, is_replaced, replaced_blocks)
 from .config import KINDS, ReplacementConfig
@@ -24,7 +24,7 @@ __all__ = [
     'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis',
     'NormFreeLightConvSurrogate', 'PlanError', 'RemovedBlock', 'ReplCoefficients', 'ReplError',
     'ReplacementConfig', 'ReplacementPlan', 'StateDictGuard', 'backbone_syntheses',
-    'block_syntheses', 'build_adapter', 'checkpoint_without_reentry', 'default_blocks',
+    'block_syntheses', 'build_adapter', 'checkpoint_without_reentry', 'recompute_in_backward', 'default_blocks',
     'fold_replaced_blocks', 'format_blocks', 'is_coefficient', 'is_replaced', 'replace_blocks',
     'replaced_blocks', 'resolve_plan', 'suggest_blocks', 'synthesised_numel',
     'warm_start_coefficients'

@@ -10,9 +10,24 @@ to a tensor before accumulating it once. So the blocks whose tensors take part i
 replaced blocks and their neighbours) trade their own reentrant checkpointing for torch's
 composable non-reentrant one (forward hooks: module structure and state-dict keys unchanged),
 which saves the same activations; the other blocks keep theirs.
+
+``repl.recompute=True`` checkpoints the replaced blocks alone, whatever ``with_cp`` says
+(``recompute_in_backward``): what the fused kind keeps of a replaced block in the backward pass
+is then its input, as plain checkpointing of the same blocks keeps, without their parameters.
+Its recomputation updates no norm statistics: a replaced block's batch norms count each batch
+once, so training follows exactly the trajectory it follows without recomputation.
 """
+from typing import List, Tuple
+
+import torch
 from torch import nn
 from torch.distributed._composable import checkpoint as composable_checkpoint
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .synthesis import _in_backward
+
+#: norm buffers a recomputation must leave as the forward pass left them
+_RUNNING_STATS = ('running_mean', 'running_var', 'num_batches_tracked')
 
 
 def checkpoint_without_reentry(block: nn.Module) -> bool:
@@ -26,3 +41,32 @@ def checkpoint_without_reentry(block: nn.Module) -> bool:
     block.with_cp = False
     composable_checkpoint(block)
     return True
+
+
+def recompute_in_backward(block: nn.Module, checkpointed: bool) -> None:
+    """Make ``block`` keep only its inputs for the backward pass and recompute the rest there.
+
+    Args:
+        block: a replaced block (or its light surrogate's block).
+        checkpointed: the block checkpoints without reentry already (``with_cp``); only its
+            norms' statistics are then kept from counting the batch twice.
+    """
+    if not checkpointed:
+        composable_checkpoint(block)
+    for module in block.modules():
+        if isinstance(module, _BatchNorm) and module.track_running_stats:
+            module.register_forward_pre_hook(_keep_running_stats)
+            module.register_forward_hook(_restore_running_stats)
+
+
+def _keep_running_stats(norm: _BatchNorm, _) -> None:
+    if norm.training and _in_backward():
+        norm._repl_kept_stats = [(name, getattr(norm, name).clone())
+                                 for name in _RUNNING_STATS if getattr(norm, name) is not None]
+
+
+def _restore_running_stats(norm: _BatchNorm, _, __) -> None:
+    kept: List[Tuple[str, torch.Tensor]] = norm.__dict__.pop('_repl_kept_stats', [])
+    with torch.no_grad():
+        for name, value in kept:
+            getattr(norm, name).copy_(value)

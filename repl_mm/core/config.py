@@ -45,6 +45,10 @@ class ReplacementConfig:
             conv and a batch norm) or ``'weight'`` (one depthwise conv with a standardised kernel,
             no batch norm: fewer passes over the activations, another training behaviour; see
             ``light``).
+        recompute: if true, each replaced block keeps only its input for the backward pass and
+            recomputes the rest there (``checkpointing.recompute_in_backward``), as plain
+            checkpointing of the same blocks would, without changing the training trajectory
+            (norm statistics count each batch once). ``with_cp=True`` recomputes every block.
         warm_start: how the coefficients start when a plain (pretrained) state dict is
             loaded: ``'weights'`` (least squares in weight space), ``'identity'`` (each replaced
             block starts as its shortcut) or ``'activations'`` (fitted to the plain network's
@@ -62,6 +66,7 @@ class ReplacementConfig:
     detach_neighbours: bool = False
     coefficient_lr_mult: float = 1.0
     light_norm: str = 'batch'
+    recompute: bool = False
     warm_start: Union[bool, str] = True
 
     @classmethod
@@ -90,6 +95,10 @@ class ReplacementConfig:
         if self.budget is not None and self.blocks != 'auto':
             raise ReplError(f"repl.budget={self.budget!r} goes with repl.blocks='auto' (the "
                             f'plan tools/convert.py chooses); this plan is {self.blocks!r}.')
+        if self.recompute and self.kind == 'removed':
+            raise ReplError("repl.recompute=True: kind='removed' deletes the planned blocks, so "
+                            'there is nothing to recompute; drop recompute or choose '
+                            "kind='fused' or 'light'.")
         if not isinstance(self.warm_start, bool) and self.warm_start not in WARM_STARTS:
             raise ReplError(f'repl.warm_start={self.warm_start!r} is unknown; choose one of '
                             f'{WARM_STARTS}, True (the kind\'s default) or False.')

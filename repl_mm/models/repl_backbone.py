@@ -17,7 +17,8 @@ from mmengine.logging import print_log
 from torch import nn
 
 from repl_mm.core import (LightSpec, PlanError, ReplacementConfig, ReplacementPlan,
-                          checkpoint_without_reentry, format_blocks, replace_blocks,
+                          checkpoint_without_reentry, format_blocks,
+                          recompute_in_backward, replace_blocks,
                           replaced_blocks, suggest_blocks, synthesised_numel)
 from repl_mm.core import coefficient_steps
 
@@ -42,7 +43,8 @@ class RepLBackboneMixin:
     (``repl_mm.core.coefficient_steps``). Frozen blocks (``frozen_stages``) are never replaced:
     the default plan skips them and says so, an explicit plan naming one is refused. With
     ``with_cp=True``, the replaced blocks and their neighbours checkpoint without reentry
-    (``repl_mm.core.checkpointing``: what DDP needs), the other blocks as upstream does.
+    (``repl_mm.core.checkpointing``: what DDP needs), the other blocks as upstream does;
+    ``repl.recompute=True`` checkpoints the replaced blocks alone.
     """
 
     repl_config: ReplacementConfig
@@ -108,8 +110,12 @@ class RepLBackboneMixin:
         involved = []
         for block in self.repl_plan.replaced:
             involved += [block, *self.repl_plan.neighbours(block)]
-        return sum(checkpoint_without_reentry(containers[stage][index])
-                   for stage, index in dict.fromkeys(involved))
+        switched = {position: checkpoint_without_reentry(containers[position[0]][position[1]])
+                    for position in dict.fromkeys(involved)}
+        if self.repl_config.recompute:
+            for stage, index in self.repl_plan.replaced:
+                recompute_in_backward(containers[stage][index], switched[(stage, index)])
+        return sum(switched.values())
 
     def _log_replacement(self, before: int, after: int, recheckpointed: int,
                          frozen: List[Tuple[str, int]]) -> None:
@@ -123,6 +129,9 @@ class RepLBackboneMixin:
                     f'({(before - after) / max(before, 1):.1%} fewer); '
                     f'{synthesised_numel(self):,} values are synthesised from neighbours on '
                     f'every forward.')
+        if self.repl_config.recompute:
+            message += (f' recompute: the replaced blocks keep only their inputs for the '
+                        f'backward pass and recompute the rest there.')
         if recheckpointed:
             message += (f' with_cp: {recheckpointed} blocks (replaced and their neighbours) '
                         f'checkpoint without reentry, as DDP needs.')
