@@ -2,7 +2,8 @@
 (``tools/analysis/cost_report.py CONFIG --ledger``).
 
 Each variant (``variants.VariantBuilder``: plain, RepL fused / light with either norm / removed,
-each alone and with a peer: more ``frozen_stages``, ``with_cp``, AMP) runs in its own process
+each alone and with a peer: more ``frozen_stages``, ``with_cp``, AMP; on request ``recompute``,
+the plan's blocks checkpointed) runs in its own process
 (``python -m repl_mm.analysis.ledger_report SPEC RESULT``): the allocator's measured peak needs a
 profiler that starts before the model is built, and torch's CPU allocator keeps sizes across
 profiler sessions, so a second session in one process misreads frees. A worker:
@@ -37,14 +38,16 @@ from .cost_report import backbone_stages, si_number
 from .params import ParameterCount
 from .synthetic import (backbone_input, backbone_step, framework_of, model_cfg_of,
                         synthetic_batch, train_input_shape)
-from .variants import VariantBuilder
+from .variants import VariantBuilder, apply_recompute_blocks
 from .worker import run_environment, run_worker
 
 #: backbone kinds of the ledger's variants, and the peers each is combined with
 LEDGER_KINDS = ('plain', 'fused', 'light-batch', 'light-weight', 'removed')
-LEDGER_PEERS = ('frozen', 'cp', 'amp')
-#: every kind alone, then every kind with each peer
-DEFAULT_VARIANTS = tuple(LEDGER_KINDS) + tuple(f'{kind}+{peer}' for peer in LEDGER_PEERS
+DEFAULT_PEERS = ('frozen', 'cp', 'amp')
+#: ``recompute`` (the plan's blocks checkpointed) only when asked for
+LEDGER_PEERS = DEFAULT_PEERS + ('recompute',)
+#: every kind alone, then every kind with each default peer
+DEFAULT_VARIANTS = tuple(LEDGER_KINDS) + tuple(f'{kind}+{peer}' for peer in DEFAULT_PEERS
                                                for kind in LEDGER_KINDS)
 CATEGORY_TITLES = dict(parameters='parameters', gradients='gradients',
                        optimizer_state='optimizer state', synthesised_weights='synthesised',
@@ -213,6 +216,7 @@ def measure_ledger(cfg, device: str = 'cpu', shape: Optional[Sequence[int]] = No
     set_random_seed(seed)
     with AllocatorPeak(device) as measured:
         model = MODELS.build(cfg.model.backbone if backbone_only else model_cfg_of(cfg))
+        apply_recompute_blocks(cfg, model if backbone_only else model.backbone)
         model = model.to(device)
         if not any(p.requires_grad for p in model.parameters()):
             raise ReplError('Nothing in the model trains (every stage frozen?): no training '

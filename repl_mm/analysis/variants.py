@@ -10,7 +10,10 @@ upstream config with ``custom_imports``), a variant is a backbone *kind* and a s
 * peers, only where the backbone class takes the argument: ``frozen`` (``frozen_stages``, see
   ``default_frozen_stages``), ``cp`` (``with_cp=True``), ``drop-path`` (``drop_path_rate``),
   ``amp`` (mmengine's ``AmpOptimWrapper`` fp16 with a dynamic loss scale on CUDA, repl-mm's
-  ``CPUAutocastOptimWrapper`` bf16 on CPU).
+  ``CPUAutocastOptimWrapper`` bf16 on CPU); ``recompute``: the RepL plan's blocks keep only their
+  inputs for the backward pass (RepL kinds: ``repl.recompute=True``; plain: the same blocks
+  checkpointed the same way, listed in the config's ``recompute_blocks``, which the builder of
+  the model applies with ``apply_recompute_blocks``).
 
 ``benchmarks/cost_benchmark.py`` and the memory ledger (``ledger_report``) name their variants
 their own way and build them here.
@@ -18,14 +21,16 @@ their own way and build them here.
 import copy
 import inspect
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
-from repl_mm.core import ReplError
+from torch import nn
+
+from repl_mm.core import ReplError, recompute_in_backward, replaced_blocks
 from repl_mm.models import plain_model_cfg
 from .synthetic import framework_of
 
 KINDS = ('plain', 'fused', 'light', 'light-batch', 'light-weight', 'removed')
-PEERS = ('frozen', 'cp', 'drop-path', 'amp')
+PEERS = ('frozen', 'cp', 'drop-path', 'amp', 'recompute')
 
 
 def accepts(cls: type, argument: str) -> bool:
@@ -139,8 +144,19 @@ class VariantBuilder:
                                    skipped=f'no RepL twin {self.repl_type} is registered')
             model, cls = copy.deepcopy(self.repl_model), self.repl_cls
             model['backbone']['repl'] = repl
-        optim_wrapper = None
+        optim_wrapper, recompute_blocks = None, None
         for peer in peers:
+            if peer == 'recompute':
+                if kind == 'removed':
+                    return VariantSpec(name, ', '.join(words),
+                                       skipped='removed blocks have nothing to recompute')
+                if kind == 'plain':
+                    recompute_blocks = self.planned_blocks()
+                    words.append(f'{", ".join(recompute_blocks)} checkpointed')
+                else:
+                    model['backbone']['repl']['recompute'] = True
+                    words.append('recompute=True')
+                continue
             if peer == 'amp':
                 optim_wrapper, what = amp_optim_wrapper(self.cfg.optim_wrapper, self.device)
                 words.append(what)
@@ -157,4 +173,22 @@ class VariantBuilder:
         derived.model = model
         if optim_wrapper is not None:
             derived.optim_wrapper = optim_wrapper
+        if recompute_blocks is not None:
+            derived.recompute_blocks = recompute_blocks
         return VariantSpec(name, ', '.join(words), derived)
+
+    def planned_blocks(self) -> List[str]:
+        """Paths in the backbone of the blocks the RepL twin replaces (its plan as configured)."""
+        from mmengine.registry import MODELS
+        if self.repl_cls is None:
+            raise ReplError(f'no RepL twin {self.repl_type} is registered: no plan to follow.')
+        with MODELS.switch_scope_and_registry(framework_of(self.cfg)) as registry:
+            backbone = registry.build(dict(self.repl_model['backbone'], init_cfg=None))
+        return [name for name, _ in replaced_blocks(backbone)]
+
+
+def apply_recompute_blocks(cfg, backbone: nn.Module) -> None:
+    """Checkpoint the backbone blocks the config's ``recompute_blocks`` lists, as RepL's
+    ``repl.recompute`` checkpoints its replaced blocks (the plain peer of that option)."""
+    for path in cfg.get('recompute_blocks') or ():
+        recompute_in_backward(backbone.get_submodule(path), checkpointed=False)
