@@ -75,3 +75,26 @@ def test_ledger_refuses_an_unknown_variant(tmp_path, monkeypatch, capsys):
     stderr = capsys.readouterr().err
     assert "Unknown variant 'fused+zero'" in stderr and 'fused+cp' in stderr
     assert not (tmp_path / 'configs').exists()
+
+
+def test_recompute_keeps_what_plain_checkpointing_of_the_same_blocks_keeps(tmp_path):
+    """repl.recompute=True against the plain backbone with the plan's blocks checkpointed: the
+    same activations and recomputation FLOPs, without the replaced blocks' parameters."""
+    out = tmp_path / 'ledger'
+    run_tool('tools/analysis/cost_report.py', 'configs/repl_resnet50_imagenet.py', '--ledger',
+             '--backbone-only', '--variants', 'fused', 'plain+recompute', 'fused+recompute',
+             'removed+recompute', '--shape', '64', '64', '--batch-size', '2', '--format', 'json',
+             '--out', str(out))
+    fused, plain_rc, fused_rc, removed_rc = json.loads(
+        (out / 'ledger.json').read_text())['variants']
+    assert removed_rc['skipped'] == 'removed blocks have nothing to recompute'
+    assert 'layer1.1, layer2.1, layer3.1, layer3.3, layer4.1 checkpointed' in \
+        plain_rc['description']
+
+    def saved(variant):
+        return variant['saved_in_forward']['activations']
+
+    assert saved(fused_rc) == saved(plain_rc) < 0.9 * saved(fused)
+    assert fused_rc['flops']['backward'] == plain_rc['flops']['backward'] > \
+        fused['flops']['backward']
+    assert fused_rc['params']['trainable'] < 0.71 * plain_rc['params']['trainable']
