@@ -226,23 +226,28 @@ def test_batching_cuts_the_synthesis_operators(monkeypatch):
     assert synthesis_ops['tensor'] >= 20 * synthesis_ops['backbone'], extra['tensor']
 
 
-@pytest.mark.parametrize('repl, distributed', [(dict(kind='fused'), False),
-                                               (dict(kind='fused'), True),
-                                               (dict(kind='light'), False)])
+@pytest.mark.parametrize('repl, distributed, checkpointing', [
+    (dict(kind='fused'), False, 'with_cp'), (dict(kind='fused'), True, 'with_cp'),
+    (dict(kind='light'), False, 'with_cp'), (dict(kind='fused'), False, 'recompute'),
+    (dict(kind='fused'), True, 'recompute')])
 def test_two_forwards_before_one_backward_with_activation_checkpointing(repl, distributed,
+                                                                         checkpointing,
                                                                          monkeypatch):
-    """Multi-view training (two crops, BYOL / SimSiam-style) with ``with_cp=True``. Before: the
-    second forward's backward freed the values the first forward's recomputation needed, which
-    then synthesised inside the recomputation: ``CheckpointError`` (fused kind)."""
+    """Multi-view training (two crops, BYOL / SimSiam-style) with ``with_cp=True`` or
+    ``repl.recompute=True``. Before: the second forward's backward freed the values the first
+    forward's recomputation needed, which then synthesised inside the recomputation:
+    ``CheckpointError`` (fused kind)."""
     monkeypatch.setattr(synthesis, '_distributed', lambda: distributed)
     init_default_scope('mmdet')
     views = [torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(i))
              for i in range(2)]
     grads = []
-    for with_cp in (False, True):
+    for checkpointed in (False, True):
         torch.manual_seed(0)
-        model = MODELS.build(dict(type='RepLResNet', depth=50, base_channels=16,
-                                  with_cp=with_cp, repl=repl))
+        model = MODELS.build(dict(
+            type='RepLResNet', depth=50, base_channels=16,
+            with_cp=checkpointed and checkpointing == 'with_cp',
+            repl=dict(repl, recompute=checkpointed and checkpointing == 'recompute')))
         outputs = [model(x) for x in views]
         sum(o.square().mean() for out in outputs for o in out).backward()
         grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
