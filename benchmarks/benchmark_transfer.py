@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
+from repl_mm.analysis.worker import code_commit
 from repl_mm.core import COEFFICIENTS, fold_replaced_blocks, replaced_blocks
 from repl_mm.core.conversion import convert_from_plain
 from repl_mm.demo.fashion_mnist_source import DEFAULT_FMNIST_DIR, read_split
@@ -361,7 +362,7 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
             plan=model.backbone.repl_plan.to_dict() if config else None,
             distill_steps=DISTILL_STEPS if distill else 0,
             plain_steps=PROGRESSIVE_STEPS if variant == 'progressive' else 0,
-            torch=torch.__version__, commit=_commit()),
+            torch=torch.__version__, commit=code_commit()),
         coefficient_lr_mult=max((getattr(b, COEFFICIENTS).lr_mult for _, b in
                                  replaced_blocks(model)), default=None),
         converted_top1=converted_top1, top1=evaluate(model, eval_images, eval_labels),
@@ -369,19 +370,6 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
         replaced=len(replaced_blocks(model)), coefficient_max_move=max(moved, default=None),
         peak_rss_mb=max(peak_before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024,
         **stats, **info)
-
-
-def _commit() -> Optional[str]:
-    """The repl-mm commit that ran (``+dirty`` with uncommitted changes), or None."""
-    import subprocess
-    try:
-        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=osp.dirname(__file__),
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
-                               cwd=osp.dirname(__file__), capture_output=True, text=True).stdout
-        return head + ('+dirty' if dirty.strip() else '')
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def result_path(args: argparse.Namespace, variant: str, seed: int) -> str:

@@ -44,7 +44,6 @@ peak minus the resident size before the first step (what training adds to the bu
 CUDA: ``max_memory_allocated`` and that minus the memory allocated before the first step.
 """
 import copy
-import json
 import os
 import os.path as osp
 import resource
@@ -62,7 +61,7 @@ from repl_mm.analysis.cost_report import forward_flops, si_number
 from repl_mm.analysis.synthetic import (backbone_input, backbone_step, framework_of, input_shape,
                                         synthetic_batch)
 from repl_mm.analysis.variants import VariantBuilder, VariantSpec
-from repl_mm.analysis.worker import run_environment, run_worker
+from repl_mm.analysis.worker import run_environment, run_worker, write_report
 from repl_mm.core import ReplError
 from repl_mm.engine.memory import MIB, ProcessPeakMemory, peak_memory_meter
 
@@ -431,11 +430,7 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
     report = dict(settings=asdict(settings),
                   environment=run_environment(device, started, load_start, time.time()),
                   variants=[asdict(results[name]) for name in variants])
-    with open(osp.join(out_dir, 'benchmark.json'), 'w') as file:
-        json.dump(report, file, indent=1)
-    with open(osp.join(out_dir, 'benchmark.md'), 'w') as file:
-        file.write(format_markdown(report) + '\n')
-    plot_benchmark(report, osp.join(out_dir, 'benchmark.png'))
+    write_report(out_dir, 'benchmark', report, format_markdown(report), plot_benchmark)
     return report
 
 

@@ -136,3 +136,13 @@ def run_tool_here(tool: str, *argv: str) -> Tuple[int, str, str]:
     finally:
         sys.argv = saved
     return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def process_group(tmp_path):
+    """A one-process gloo group (DDP and ZeRO build their real machinery in it)."""
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0,
+                            world_size=1)
+    yield
+    dist.destroy_process_group()

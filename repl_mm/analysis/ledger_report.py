@@ -39,7 +39,7 @@ from .params import ParameterCount
 from .synthetic import (backbone_input, backbone_step, framework_of, model_cfg_of,
                         synthetic_batch, train_input_shape)
 from .variants import VariantBuilder, apply_recompute_blocks
-from .worker import run_environment, run_worker
+from .worker import run_environment, run_worker, write_report
 
 #: backbone kinds of the ledger's variants, and the peers each is combined with
 LEDGER_KINDS = ('plain', 'fused', 'light-batch', 'light-weight', 'removed')
@@ -329,11 +329,7 @@ def run_ledgers(cfg, config_name: str, out_dir: str, variants: Sequence[str] = D
                   environment=run_environment(device, started, load_start, time.time()),
                   variants=results)
     add_ratios(report)
-    with open(osp.join(out_dir, 'ledger.json'), 'w') as file:
-        json.dump(report, file, indent=1)
-    with open(osp.join(out_dir, 'ledger.md'), 'w') as file:
-        file.write(format_ledger_markdown(report) + '\n')
-    plot_ledgers(report, osp.join(out_dir, 'ledger.png'))
+    write_report(out_dir, 'ledger', report, format_ledger_markdown(report), plot_ledgers)
     return report
 
 

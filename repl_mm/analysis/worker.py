@@ -10,7 +10,7 @@ import os
 import os.path as osp
 import platform
 import subprocess
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -47,7 +47,31 @@ def run_environment(device: str, started: float, load_start: List[float],
     """Where and how long a set of measurements ran: versions, cores, the machine's load
     average at the start and the end, minutes."""
     return dict(torch=torch.__version__, python=platform.python_version(),
-                cpu_count=os.cpu_count(),
+                commit=code_commit(), cpu_count=os.cpu_count(),
                 cuda_device=torch.cuda.get_device_name(0) if device == 'cuda' else None,
                 load_average_start=list(load_start), load_average_end=list(os.getloadavg()),
                 wall_minutes=(ended - started) / 60)
+
+
+def code_commit() -> Optional[str]:
+    """The repl-mm commit that ran (``+dirty`` with uncommitted changes to tracked files), or
+    None outside a git checkout."""
+    here = osp.dirname(osp.abspath(__file__))
+    try:
+        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                               cwd=here, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ('+dirty' if dirty.strip() else '')
+
+
+def write_report(out_dir: str, name: str, report: Dict[str, Any], markdown: str,
+                 plot: Callable[[Dict[str, Any], str], None]) -> None:
+    """``NAME.json`` (every setting and result), ``NAME.md`` and ``NAME.png`` in ``out_dir``."""
+    with open(osp.join(out_dir, f'{name}.json'), 'w') as file:
+        json.dump(report, file, indent=1)
+    with open(osp.join(out_dir, f'{name}.md'), 'w') as file:
+        file.write(markdown + '\n')
+    plot(report, osp.join(out_dir, f'{name}.png'))

@@ -207,16 +207,6 @@ def test_autocast_weight_copies_are_their_own_category():
     assert result.peak.by_category()['parameters'] == _bytes(model.parameters())
 
 
-@pytest.fixture
-def process_group(tmp_path):
-    """A one-process gloo group (DDP and ZeRO build their real machinery in it)."""
-    import torch.distributed as dist
-    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0,
-                            world_size=1)
-    yield
-    dist.destroy_process_group()
-
-
 def test_ddp_buckets_and_zero_state(process_group):
     """Under DDP the reducer's buckets (one flat copy of every trainable gradient) are found
     and equal a hand count; ZeroRedundancyOptimizer's state is counted."""

@@ -91,16 +91,6 @@ def test_a_copy_recomputes_too():
                        train(twin)['layer2.1.bn1.running_mean'])
 
 
-@pytest.fixture
-def process_group(tmp_path):
-    """A one-process gloo group: DDP builds its reducer (buckets, ready marks) in it."""
-    import torch.distributed as dist
-    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0,
-                            world_size=1)
-    yield
-    dist.destroy_process_group()
-
-
 def test_under_ddp(process_group):
     """DDP marks each parameter ready once per backward; a recomputation inside the backward
     pass must not mark the neighbours' weights a second time."""
