@@ -401,6 +401,67 @@ def run(args: argparse.Namespace) -> None:
             print(json.dumps({k: result[k] for k in shown}), flush=True)
 
 
+def costs(args: argparse.Namespace) -> None:
+    """What one fine-tuning step of each variant costs: the memory ledger at the step's peak
+    (``repl_mm.engine.ledger``) and its FLOPs, batch ``--batch``, the arch's optimizer with the
+    state a steady step has. ``progressive`` and the ``-distill`` candidates cost a step of their
+    model after their first 60 steps (before: a plain step; the teacher's forward of the replaced
+    blocks)."""
+    from repl_mm.analysis.ledger_report import create_optimizer_state
+    from repl_mm.engine.ledger import StepLedger
+    init_default_scope('mmpretrain')
+    with trusted_checkpoint_globals():
+        state = torch.load(pretrained_path(args.out, args.arch), map_location='cpu')
+    plain = build_classifier(args.arch, len(PRETRAIN_CLASSES))
+    plain.load_state_dict(state['state_dict'])
+    plain.eval()
+    images, labels = transfer_split(0, args.shots, 'val')[:2]
+    spec, rows = ARCHS[args.arch], {}
+    for variant in args.variants:
+        model, _ = convert(args.arch, 'fused-activations' if variant == 'progressive' else
+                           variant, plain, [tensor(images[:64])], 0, None, args.light_norm)
+        torch.manual_seed(0)
+        model.head = build_classifier(args.arch, len(TRANSFER_CLASSES)).head
+        cfg = dict(spec['optimizer'])
+        optimizer = getattr(torch.optim, cfg.pop('type'))(
+            [p for p in model.parameters() if p.requires_grad], **cfg)
+        create_optimizer_state(model, [optimizer])
+        model.train()
+        x = augment(tensor(images[:args.batch]), torch.Generator().manual_seed(0))
+        with StepLedger(model, [optimizer]) as ledger:
+            loss = F.cross_entropy(logits(model, x), torch.from_numpy(labels[:args.batch]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        result = ledger.result()
+        ledger.close()
+        rows[variant] = dict(
+            trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+            peak_bytes=result.peak.total, by_category=result.peak.by_category(),
+            flops=dict(forward=result.total_flops('forward'),
+                       backward=result.total_flops('backward')))
+    path = osp.join(args.out, args.arch, f'costs_b{args.batch}.json')
+    with open(path, 'w') as file:
+        json.dump(dict(arch=args.arch, batch=args.batch, optimizer=spec['optimizer'],
+                       input=list(x.shape), torch=torch.__version__, commit=code_commit(),
+                       variants=rows), file, indent=1)
+    base = rows.get('plain')
+    print('| variant | trainable | ledger peak KiB | activations KiB | FLOPs (fwd + bwd) |'
+          + (' trainable vs plain | peak vs plain | FLOPs vs plain |' if base else ''))
+    print('|---|---:|---:|---:|---:|' + ('---:|' * 3 if base else ''))
+    for variant, row in rows.items():
+        flops = row['flops']['forward'] + row['flops']['backward']
+        cells = [f'{row["trainable"]:,}', f'{row["peak_bytes"] / 1024:,.0f}',
+                 f'{row["by_category"]["activations"] / 1024:,.0f}', f'{flops / 1e6:,.1f}M']
+        if base:
+            base_flops = base['flops']['forward'] + base['flops']['backward']
+            cells += [f'{row["trainable"] / base["trainable"]:.3f}',
+                      f'{row["peak_bytes"] / base["peak_bytes"]:.3f}',
+                      f'{flops / base_flops:.3f}']
+        print(f'| {variant} | ' + ' | '.join(cells) + ' |')
+    print(f'written: {path}')
+
+
 def t_quantile(df: int) -> float:
     """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
     from scipy import stats
@@ -481,7 +542,7 @@ def settings_compared(rows: Dict[str, Dict[str, Dict[int, dict]]]) -> List[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('command', choices=['pretrain', 'run', 'report'])
+    parser.add_argument('command', choices=['pretrain', 'run', 'report', 'costs'])
     parser.add_argument('--arch', choices=list(ARCHS), default='resnet20')
     parser.add_argument('--out', default='work_dirs/transfer')
     parser.add_argument('--iters', type=int, default=300,
@@ -500,7 +561,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == 'pretrain':
         args.iters = None if args.iters == 300 else args.iters
-    {'pretrain': pretrain, 'run': run, 'report': report}[args.command](args)
+    {'pretrain': pretrain, 'run': run, 'report': report, 'costs': costs}[args.command](args)
 
 
 if __name__ == '__main__':

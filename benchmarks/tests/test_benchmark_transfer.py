@@ -100,3 +100,29 @@ def test_progressive_replacement_runs_and_records_its_settings(monkeypatch):
     assert result['settings']['plain_steps'] == 2 and result['replaced'] == 3
     assert result['settings']['warm_start'] == 'activations'
     assert result['coefficient_max_move'] > 0
+
+
+@pytest.mark.slow
+def test_costs_of_a_fine_tuning_step(tmp_path, capsys):
+    """The ledger of one step of each variant: deleting saves activations and FLOPs, the fused
+    kind saves neither, freezing the same blocks trains what RepL trains."""
+    import json
+
+    import benchmark_transfer as bt
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    plain = build_classifier('resnet20', 5)
+    path = tmp_path / 'resnet20' / 'pretrained.pth'
+    path.parent.mkdir()
+    torch.save(dict(state_dict=plain.state_dict(), top1=0.0), path)
+    assert bt.pretrained_path(str(tmp_path), 'resnet20') == str(path)
+    bt.costs(argparse.Namespace(arch='resnet20', out=str(tmp_path), shots=4, batch=4,
+                                light_norm=None,
+                                variants=['plain', 'removed', 'frozen-blocks', 'fused-default']))
+    rows = json.loads((tmp_path / 'resnet20' / 'costs_b4.json').read_text())['variants']
+    flops = {v: r['flops']['forward'] + r['flops']['backward'] for v, r in rows.items()}
+    activations = {v: r['by_category']['activations'] for v, r in rows.items()}
+    assert activations['removed'] < activations['fused-default'] == activations['plain']
+    assert flops['removed'] < flops['frozen-blocks'] < flops['fused-default'] == flops['plain']
+    assert rows['frozen-blocks']['trainable'] == rows['removed']['trainable']
+    assert '| fused-default |' in capsys.readouterr().out
