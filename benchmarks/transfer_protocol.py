@@ -8,6 +8,7 @@ can be stopped and restarted) and makes its choice from the validation results o
     python benchmarks/transfer_protocol.py resnet20 --stage 3   # coefficient lr, best two
     python benchmarks/transfer_protocol.py resnet20 --stage 5   # the test split, once
     python benchmarks/transfer_protocol.py resnet20 --choices   # what the stages chose
+    python benchmarks/transfer_protocol.py resnet20 --report    # every stage's table
 
 Stage 4 (the pre-registered search) runs inside stage 2: its candidates are validation
 variants like the others; its winner is the candidate with the highest validation mean.
@@ -36,15 +37,22 @@ REPL = ['fused-default', 'fused-weights', 'fused-identity', 'fused-activations',
 MULTS = [3.0, 10.0]
 
 
-def results(arch: str, split: str, lr: float, mult: Optional[float] = None) -> Dict[str, list]:
-    """``{variant: [top-1 of each seed]}`` of one setting (``mult`` None: the product's)."""
+def by_seed(arch: str, split: str, lr: float,
+            mult: Optional[float] = None) -> Dict[str, Dict[int, float]]:
+    """``{variant: {seed: top-1}}`` of one setting (``mult`` None: the product's)."""
     tag = f'{split}_s100_i300_lr{lr}_m{"default" if mult is None else f"{mult:g}"}'
-    found: Dict[str, list] = {}
+    found: Dict[str, Dict[int, float]] = {}
     for path in sorted(glob.glob(osp.join(ROOT, 'work_dirs/transfer', arch, tag, '*.json'))):
         with open(path) as file:
             result = json.load(file)
-        found.setdefault(result['variant'], []).append(result['top1'])
+        found.setdefault(result['variant'], {})[result['seed']] = result['top1']
     return found
+
+
+def results(arch: str, split: str, lr: float, mult: Optional[float] = None) -> Dict[str, list]:
+    """``{variant: [top-1 of each seed, in seed order]}`` of one setting."""
+    return {variant: [top1[seed] for seed in sorted(top1)]
+            for variant, top1 in by_seed(arch, split, lr, mult).items()}
 
 
 def mean(values: List[float]) -> float:
@@ -84,7 +92,7 @@ def chosen_lr(arch: str) -> Tuple[float, List[float]]:
 
 
 def stage2_variants(arch: str) -> List[str]:
-    return [v for v in STAGE2 + SEARCH if v != DEFAULT_START[arch]]
+    return [v for v in dict.fromkeys(STAGE2 + SEARCH) if v != DEFAULT_START[arch]]
 
 
 def best_two(arch: str, lr: float) -> List[str]:
@@ -121,13 +129,70 @@ def choices(arch: str) -> dict:
     return made
 
 
+def report(arch: str) -> None:
+    """Every stage's table so far, in markdown: means, and paired differences (mean and t-based
+    95% interval over common seeds) against the peers."""
+    from benchmark_transfer import paired
+    lr, grid = chosen_lr(arch)
+    print(f'### {arch}: stage 1, the learning rate (validation, top-1 mean of 5 seeds)\n')
+    print('| lr | ' + ' | '.join(GRID_VARIANTS) + ' | mean of the four |')
+    print('|---:|' + '---:|' * (len(GRID_VARIANTS) + 1))
+    for point in grid:
+        found = results(arch, 'val', point)
+        cells = [f'{mean(found.get(v, [])):.2f}' for v in GRID_VARIANTS]
+        pooled = [x for v in GRID_VARIANTS for x in found.get(v, [])]
+        print(f'| {point:g} | ' + ' | '.join(cells) + f' | {mean(pooled):.2f} |')
+    if lr != lr:
+        return
+
+    def table(title: str, split: str, rows: List[Tuple[str, Optional[float]]]) -> None:
+        base = by_seed(arch, split, lr)
+        print(f'\n### {arch}: {title} (lr {lr:g})\n')
+        print('| variant | coefficient lr mult | n | top-1 mean ± std | vs plain | vs removed | '
+              'vs frozen-blocks |')
+        print('|---|---:|---:|---:|---:|---:|---:|')
+        for variant, mult in rows:
+            runs = by_seed(arch, split, lr, mult).get(variant, {})
+            if not runs:
+                continue
+            values = [runs[s] for s in sorted(runs)]
+            spread = statistics.stdev(values) if len(values) > 1 else float('nan')
+            cells = []
+            for peer in ('plain', 'removed', 'frozen-blocks'):
+                common = sorted(set(runs) & set(base.get(peer, {})))
+                cells.append('-' if (peer == variant and mult is None) or not common else
+                             paired([runs[s] for s in common], [base[peer][s] for s in common]))
+            print(f'| {variant} | {"1" if mult is None else f"{mult:g}"} | {len(values)} | '
+                  f'{statistics.mean(values):.2f} ± {spread:.2f} | ' + ' | '.join(cells) + ' |')
+
+    table('stages 2 and 4, starts, kinds and the search (validation)', 'val',
+          [(v, None) for v in GRID_VARIANTS + stage2_variants(arch)])
+    made = choices(arch)
+    if made.get('stage2_complete'):
+        table('stage 3, the coefficient learning rate of the best two (validation)', 'val',
+              [(v, m) for v in made['best_two'] for m in (None, *MULTS)])
+        final = ['plain', 'removed', 'frozen-blocks', 'frozen', 'fused-default',
+                 'light-default']
+        chosen = [(v, made['mult'].get(v)) for v in made['best_two'] + [made['search_winner']]]
+        table('stage 5, the test split (once)', 'test',
+              [(v, None) for v in final] + [c for c in dict.fromkeys(chosen)
+                                            if c[0] not in final])
+        print(f'\nChosen on validation: best two {made["best_two"]} (coefficient lr mult '
+              f'{made["mult"]}), search winner {made["search_winner"]}.')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('arch', choices=list(GRID))
     parser.add_argument('--stage', type=int, choices=[1, 2, 3, 5])
     parser.add_argument('--choices', action='store_true', help='print what the stages chose')
+    parser.add_argument('--report', action='store_true', help='print every stage\'s table')
     args = parser.parse_args()
     arch = args.arch
+    if args.report:
+        sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+        report(arch)
+        return
     if args.choices or args.stage is None:
         print(json.dumps(choices(arch), indent=1))
         return
