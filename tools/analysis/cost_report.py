@@ -34,8 +34,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--variants', nargs='+', default=list(DEFAULT_VARIANTS),
                         metavar='KIND[+PEER]',
                         help='with --ledger: kinds plain, fused, light-batch, light-weight, '
-                        'removed, each alone or with peers frozen, cp, amp (e.g. fused+cp); '
-                        'default: every kind alone and with each peer')
+                        'removed, each alone or with peers frozen, cp, amp, recompute (e.g. '
+                        'fused+cp); default: every kind alone and with frozen, cp and amp')
     parser.add_argument('--backbone-only', action='store_true',
                         help='with --ledger: a step of the backbone alone (random input, mean '
                         'squared outputs as the loss) instead of the whole model')
