@@ -58,8 +58,8 @@ import torch
 
 from repl_mm.analysis import ParameterCount
 from repl_mm.analysis.cost_report import forward_flops, si_number
-from repl_mm.analysis.synthetic import (backbone_input, backbone_step, framework_of, input_shape,
-                                        synthetic_batch)
+from repl_mm.analysis.synthetic import (backbone_input, backbone_step, framework_of,
+                                        input_channels, input_shape, synthetic_batch)
 from repl_mm.analysis.variants import VariantBuilder, VariantSpec
 from repl_mm.analysis.worker import run_environment, run_worker, write_report
 from repl_mm.core import ReplError
@@ -142,7 +142,7 @@ def _flops(cfg, mode: str, shape: Tuple[int, int], seed: int, device: str) -> Di
     module = _build(cfg, mode, seed, device)
     with torch.no_grad():
         if mode == 'model':
-            by_module, _ = forward_flops(module, framework_of(cfg), shape)
+            by_module, _ = forward_flops(module, framework_of(cfg), shape, input_channels(cfg))
             return {'model': int(by_module.get('', 0)),
                     'backbone': int(by_module.get('backbone', 0))}
         module.eval()
@@ -185,7 +185,7 @@ def measure_variant(config: str, mode: str, batch_size: int, shape: Tuple[int, i
         step = backbone_step(module, inputs, optim_wrapper)
         result['batch_input_shape'] = list(inputs.shape)
     else:
-        batch = synthetic_batch(framework_of(cfg), shape, batch_size)
+        batch = synthetic_batch(framework_of(cfg), shape, batch_size, input_channels(cfg))
         with torch.no_grad():
             inputs = module.data_preprocessor(batch, True)['inputs']
         result['batch_input_shape'] = list(inputs.shape)

@@ -11,7 +11,8 @@ from torch import nn
 from repl_mm.core import ReplError, is_replaced
 from repl_mm.engine.memory import ProcessPeakMemory, peak_memory_meter
 from .params import ParameterCount
-from .synthetic import framework_of, input_shape, model_cfg_of, synthetic_batch
+from .synthetic import (framework_of, input_channels, input_shape, model_cfg_of,
+                        synthetic_batch)
 
 
 @dataclass
@@ -145,8 +146,8 @@ class _TensorForward(nn.Module):
         return self.model(inputs, self.data_samples, mode='tensor')
 
 
-def forward_flops(model: nn.Module, framework: str, shape: Tuple[int, int]
-                  ) -> Tuple[Dict[str, int], Dict[str, int]]:
+def forward_flops(model: nn.Module, framework: str, shape: Tuple[int, int],
+                  channels: int = 3) -> Tuple[Dict[str, int], Dict[str, int]]:
     """FLOPs of one eval-mode forward of one image, by module name (``''`` is the model), and
     the operators mmengine does not count (elementwise ops such as the synthesis itself)."""
     from mmengine.analysis import FlopAnalyzer
@@ -155,7 +156,7 @@ def forward_flops(model: nn.Module, framework: str, shape: Tuple[int, int]
     device = next(model.parameters()).device
     try:
         with torch.no_grad():
-            data = model.data_preprocessor(synthetic_batch(framework, shape, 1), False)
+            data = model.data_preprocessor(synthetic_batch(framework, shape, 1, channels), False)
         analyzer = FlopAnalyzer(_TensorForward(model, data['data_samples']),
                                 (data['inputs'].to(device), ))
         analyzer.unsupported_ops_warnings(False)
@@ -240,7 +241,7 @@ def cost_report(cfg, config_name: str = '', measure: bool = False, device: str =
     if device == 'cuda' and not torch.cuda.is_available():
         raise ReplError('--device cuda: CUDA is not available here; use --device cpu.')
     model = build_model(cfg).to(device)
-    flops, unsupported = forward_flops(model, framework, shape)
+    flops, unsupported = forward_flops(model, framework, shape, input_channels(cfg))
     backbone = getattr(model, 'backbone', None)
     report = CostReport(
         config=config_name, framework=framework, model=type(model).__name__,
@@ -251,7 +252,8 @@ def cost_report(cfg, config_name: str = '', measure: bool = False, device: str =
         batch_size = batch_size or (cfg.get('train_dataloader') or {}).get('batch_size', 1)
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
         report.training = dict(batch_size=batch_size, **measure_training(
-            model, optim_wrapper, synthetic_batch(framework, shape, batch_size), iters))
+            model, optim_wrapper,
+            synthetic_batch(framework, shape, batch_size, input_channels(cfg)), iters))
     return report
 
 

@@ -36,8 +36,8 @@ from repl_mm.engine.memory import MIB
 from .allocator_peak import AllocatorPeak
 from .cost_report import backbone_stages, si_number
 from .params import ParameterCount
-from .synthetic import (backbone_input, backbone_step, framework_of, model_cfg_of,
-                        synthetic_batch, train_input_shape)
+from .synthetic import (backbone_input, backbone_step, framework_of, input_channels,
+                        model_cfg_of, synthetic_batch, train_input_shape)
 from .variants import VariantBuilder, apply_recompute_blocks
 from .worker import run_environment, run_worker, write_report
 
@@ -230,7 +230,7 @@ def measure_ledger(cfg, device: str = 'cpu', shape: Optional[Sequence[int]] = No
             step = backbone_step(model, inputs, optim_wrapper)
             batch_input_shape = list(inputs.shape)
         else:
-            batch = synthetic_batch(framework, shape, batch_size)
+            batch = synthetic_batch(framework, shape, batch_size, input_channels(cfg))
             with torch.no_grad():
                 batch_input_shape = list(model.data_preprocessor(batch, True)['inputs'].shape)
 

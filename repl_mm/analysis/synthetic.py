@@ -135,18 +135,26 @@ def _cls_sample(shape: Tuple[int, int], generator: torch.Generator):
 _SAMPLES = {'mmdet': _det_sample, 'mmseg': _seg_sample, 'mmpretrain': _cls_sample}
 
 
-def synthetic_item(framework: str, shape: Tuple[int, int], seed: int = 0) -> Dict[str, Any]:
+def input_channels(cfg) -> int:
+    """Channels of the model's input images: the backbone's ``in_channels`` (1 for a grey-image
+    config), else 3."""
+    return int(cfg.model.backbone.get('in_channels', 3))
+
+
+def synthetic_item(framework: str, shape: Tuple[int, int], seed: int = 0,
+                   channels: int = 3) -> Dict[str, Any]:
     """One dataset item as the framework's packing transform makes it: a random ``uint8``
-    ``(3, H, W)`` image and a data sample with targets (3 boxes with masks for mmdet, a two-class
-    label map for mmseg, label 0 for mmpretrain)."""
+    ``(channels, H, W)`` image and a data sample with targets (3 boxes with masks for mmdet, a
+    two-class label map for mmseg, label 0 for mmpretrain)."""
     generator = torch.Generator().manual_seed(seed)
-    image = torch.randint(0, 256, (3, *shape), dtype=torch.uint8, generator=generator)
+    image = torch.randint(0, 256, (channels, *shape), dtype=torch.uint8, generator=generator)
     return dict(inputs=image, data_samples=_SAMPLES[framework](tuple(shape), generator))
 
 
-def synthetic_batch(framework: str, shape: Tuple[int, int], batch_size: int) -> Dict[str, list]:
+def synthetic_batch(framework: str, shape: Tuple[int, int], batch_size: int,
+                    channels: int = 3) -> Dict[str, list]:
     """A collated batch of ``synthetic_item``s, ready for ``model.train_step``."""
-    items = [synthetic_item(framework, shape, seed) for seed in range(batch_size)]
+    items = [synthetic_item(framework, shape, seed, channels) for seed in range(batch_size)]
     return dict(inputs=[item['inputs'] for item in items],
                 data_samples=[item['data_samples'] for item in items])
 
@@ -154,8 +162,7 @@ def synthetic_batch(framework: str, shape: Tuple[int, int], batch_size: int) -> 
 def backbone_input(cfg, batch_size: int, shape: Tuple[int, int], seed: int) -> torch.Tensor:
     """``(N, in_channels, H, W)`` standard-normal input of a backbone-only step."""
     generator = torch.Generator().manual_seed(seed)
-    channels = int(cfg.model.backbone.get('in_channels', 3))
-    return torch.randn(batch_size, channels, *shape, generator=generator)
+    return torch.randn(batch_size, input_channels(cfg), *shape, generator=generator)
 
 
 def backbone_step(backbone: torch.nn.Module, inputs: torch.Tensor,
@@ -177,8 +184,9 @@ def backbone_step(backbone: torch.nn.Module, inputs: torch.Tensor,
 class SyntheticDataset(torch.utils.data.Dataset):
     """``length`` synthetic items for mmengine's Runner (collate with ``pseudo_collate``)."""
 
-    def __init__(self, framework: str, shape: Tuple[int, int], length: int) -> None:
-        self.items = [synthetic_item(framework, shape, seed) for seed in range(length)]
+    def __init__(self, framework: str, shape: Tuple[int, int], length: int,
+                 channels: int = 3) -> None:
+        self.items = [synthetic_item(framework, shape, seed, channels) for seed in range(length)]
         self.metainfo = {}
 
     def __len__(self) -> int:
@@ -202,7 +210,7 @@ def synthetic_runner(cfg, work_dir: str, max_iters: int, shape: Optional[Tuple[i
     framework = framework_of(cfg)
     shape = tuple(shape) if shape else input_shape(cfg)
     batch_size = batch_size or (cfg.get('train_dataloader') or {}).get('batch_size', 1)
-    dataset = SyntheticDataset(framework, shape, 2 * batch_size)
+    dataset = SyntheticDataset(framework, shape, 2 * batch_size, input_channels(cfg))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=pseudo_collate,
                                          sampler=InfiniteSampler(dataset, shuffle=False))
     default_hooks = dict(logger=dict(type='LoggerHook', interval=log_interval),

@@ -98,3 +98,14 @@ def test_recompute_keeps_what_plain_checkpointing_of_the_same_blocks_keeps(tmp_p
     assert fused_rc['flops']['backward'] == plain_rc['flops']['backward'] > \
         fused['flops']['backward']
     assert fused_rc['params']['trainable'] < 0.71 * plain_rc['params']['trainable']
+
+
+def test_ledger_of_a_grey_image_config(tmp_path):
+    """A config whose backbone takes one channel (Fashion-MNIST) gets one-channel images."""
+    out = tmp_path / 'ledger'
+    run_tool('tools/analysis/cost_report.py', 'benchmarks/configs/fashion_mnist_resnet32.py',
+             '--ledger', '--variants', 'fused', '--batch-size', '2', '--format', 'json',
+             '--out', str(out))
+    [fused] = json.loads((out / 'ledger.json').read_text())['variants']
+    assert 'error' not in fused, fused.get('error')
+    assert fused['batch_input_shape'] == [2, 1, 28, 28]
