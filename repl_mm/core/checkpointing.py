@@ -60,6 +60,8 @@ def recompute_in_backward(block: nn.Module, checkpointed: bool) -> None:
 
 
 def _keep_running_stats(norm: _BatchNorm, _) -> None:
+    # set anew before every forward: what a recomputation that raised kept is never restored
+    norm.__dict__.pop('_repl_kept_stats', None)
     if norm.training and _in_backward():
         norm._repl_kept_stats = [(name, getattr(norm, name).clone())
                                  for name in _RUNNING_STATS if getattr(norm, name) is not None]
