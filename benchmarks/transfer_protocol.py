@@ -16,6 +16,7 @@ variants like the others; its winner is the candidate with the highest validatio
 import argparse
 import glob
 import json
+import math
 import os.path as osp
 import statistics
 import subprocess
@@ -26,8 +27,10 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 GRID = {'resnet20': [0.003, 0.01, 0.03], 'vit': [0.00025, 0.0005, 0.001]}
 GROWTH = {'resnet20': 3.0, 'vit': 2.0}
 GRID_VARIANTS = ['plain', 'removed', 'frozen-blocks', 'fused-default']
-#: the family's default start is ``fused-default``; the variant it equals is not run twice
+#: the variants that equal ``fused-default`` / ``light-default`` (the family's default start):
+#: not run twice, not ranked twice (amendments in preregistration.md)
 DEFAULT_START = {'resnet20': 'fused-activations', 'vit': 'fused-identity'}
+LIGHT_DEFAULT_START = {'resnet20': None, 'vit': 'light-identity'}
 STAGE2 = ['fused-weights', 'fused-identity', 'fused-activations', 'fused-activations-ch',
           'light-identity', 'light-activations-ch', 'light-default', 'light-own', 'frozen']
 SEARCH = ['fused-activations-ch', 'fused-distill', 'fused-activations-ch-distill', 'progressive']
@@ -35,6 +38,8 @@ SEARCH = ['fused-activations-ch', 'fused-distill', 'fused-activations-ch-distill
 REPL = ['fused-default', 'fused-weights', 'fused-identity', 'fused-activations',
         'fused-activations-ch', 'light-identity', 'light-activations-ch', 'light-default']
 MULTS = [3.0, 10.0]
+#: stage 5 runs these, and ``final_choices``
+FINAL = ['plain', 'removed', 'frozen-blocks', 'frozen', 'fused-default', 'light-default']
 
 
 def by_seed(arch: str, split: str, lr: float,
@@ -91,22 +96,36 @@ def chosen_lr(arch: str) -> Tuple[float, List[float]]:
             return best, grid
 
 
+def same_as_a_default(arch: str, variant: str) -> bool:
+    return variant in (DEFAULT_START[arch], LIGHT_DEFAULT_START[arch])
+
+
 def stage2_variants(arch: str) -> List[str]:
-    return [v for v in dict.fromkeys(STAGE2 + SEARCH) if v != DEFAULT_START[arch]]
+    return [v for v in dict.fromkeys(STAGE2 + SEARCH) if not same_as_a_default(arch, v)]
 
 
 def best_two(arch: str, lr: float) -> List[str]:
+    """The two RepL variants with the highest validation means, and any tied with the second
+    (the tie rule of the amendments: tied variants are all carried)."""
     found = results(arch, 'val', lr)
-    ranked = sorted((v for v in REPL if v != DEFAULT_START[arch] and v in found),
+    ranked = sorted((v for v in REPL if not same_as_a_default(arch, v) and v in found),
                     key=lambda v: mean(found[v]), reverse=True)
-    return ranked[:2]
+    second = mean(found[ranked[1]])
+    return ranked[:2] + [v for v in ranked[2:] if math.isclose(mean(found[v]), second)]
 
 
 def chosen_mult(arch: str, lr: float, variant: str) -> Optional[float]:
-    """Stage 3's coefficient rate of ``variant``: None (the product's 1) unless 3 or 10 wins."""
+    """Stage 3's coefficient rate of ``variant``: None (the product's 1) unless 3 or 10 wins.
+
+    Raises:
+        LookupError: stage 3 has not run all its seeds for ``variant``.
+    """
     scores = {None: mean(results(arch, 'val', lr).get(variant, []))}
     for mult in MULTS:
-        scores[mult] = mean(results(arch, 'val', lr, mult).get(variant, []))
+        runs = results(arch, 'val', lr, mult).get(variant, [])
+        if len(runs) < 5:
+            raise LookupError(f'stage 3 is not complete for {variant}')
+        scores[mult] = mean(runs)
     return max(scores, key=lambda m: (scores[m], m is None))
 
 
@@ -124,9 +143,21 @@ def choices(arch: str) -> dict:
     made['stage2_complete'] = complete(found, stage2_variants(arch))
     if made['stage2_complete']:
         made['best_two'] = best_two(arch, lr)
-        made['mult'] = {v: chosen_mult(arch, lr, v) for v in made['best_two']}
         made['search_winner'] = search_winner(arch, lr)
+        try:
+            made['mult'] = {v: chosen_mult(arch, lr, v) for v in made['best_two']}
+        except LookupError:
+            made['mult'] = 'pending: stage 3 is not complete'
     return made
+
+
+def final_choices(made: dict) -> List[Tuple[str, Optional[float]]]:
+    """Stage 5's chosen variants: the best two at their stage-3 rate, the search winner at the
+    rate it was chosen with (1) and, if stage 3 chose another for it, that one too."""
+    chosen = [(v, made['mult'][v]) for v in made['best_two']]
+    chosen.append((made['search_winner'], None))
+    chosen.append((made['search_winner'], made['mult'].get(made['search_winner'])))
+    return [c for c in dict.fromkeys(chosen) if c not in {(v, None) for v in FINAL}]
 
 
 def report(arch: str) -> None:
@@ -171,12 +202,10 @@ def report(arch: str) -> None:
     if made.get('stage2_complete'):
         table('stage 3, the coefficient learning rate of the best two (validation)', 'val',
               [(v, m) for v in made['best_two'] for m in (None, *MULTS)])
-        final = ['plain', 'removed', 'frozen-blocks', 'frozen', 'fused-default',
-                 'light-default']
-        chosen = [(v, made['mult'].get(v)) for v in made['best_two'] + [made['search_winner']]]
-        table('stage 5, the test split (once)', 'test',
-              [(v, None) for v in final] + [c for c in dict.fromkeys(chosen)
-                                            if c[0] not in final])
+        final = FINAL
+        if isinstance(made['mult'], dict):
+            table('stage 5, the test split (once)', 'test',
+                  [c for c in dict.fromkeys([(v, None) for v in final] + final_choices(made))])
         print(f'\nChosen on validation: best two {made["best_two"]} (coefficient lr mult '
               f'{made["mult"]}), search winner {made["search_winner"]}.')
 
@@ -217,14 +246,10 @@ def main() -> None:
             run(arch, 'val', lr, best_two(arch, lr), mult)
         return
     made = choices(arch)
-    for variant in made['best_two']:
-        for mult in MULTS:
-            if len(results(arch, 'val', lr, mult).get(variant, [])) < 5:
-                sys.exit('stage 3 is not complete: run --stage 3 first')
-    final = ['plain', 'removed', 'frozen-blocks', 'frozen', 'fused-default', 'light-default']
-    run(arch, 'test', lr, final)
-    for variant in made['best_two'] + [made['search_winner']]:
-        mult = made['mult'].get(variant)
+    if not isinstance(made['mult'], dict):
+        sys.exit('stage 3 is not complete: run --stage 3 first')
+    run(arch, 'test', lr, FINAL)
+    for variant, mult in final_choices(made):
         run(arch, 'test', lr, [variant], mult)
 
 

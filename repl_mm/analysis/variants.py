@@ -25,7 +25,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from torch import nn
 
-from repl_mm.core import ReplError, recompute_in_backward, replaced_blocks
+from repl_mm.core import (ReplError, checkpoint_without_reentry, recompute_in_backward,
+                          replaced_blocks)
 from repl_mm.models import plain_model_cfg
 from .synthetic import framework_of
 
@@ -151,8 +152,7 @@ class VariantBuilder:
                     return VariantSpec(name, ', '.join(words),
                                        skipped='removed blocks have nothing to recompute')
                 if kind == 'plain':
-                    recompute_blocks = self.planned_blocks()
-                    words.append(f'{", ".join(recompute_blocks)} checkpointed')
+                    recompute_blocks = []  # the plan of this variant's backbone, below
                 else:
                     model['backbone']['repl']['recompute'] = True
                     words.append('recompute=True')
@@ -174,16 +174,20 @@ class VariantBuilder:
         if optim_wrapper is not None:
             derived.optim_wrapper = optim_wrapper
         if recompute_blocks is not None:
-            derived.recompute_blocks = recompute_blocks
+            derived.recompute_blocks = self.planned_blocks(model['backbone'])
+            words.append(f'{", ".join(derived.recompute_blocks)} checkpointed')
         return VariantSpec(name, ', '.join(words), derived)
 
-    def planned_blocks(self) -> List[str]:
-        """Paths in the backbone of the blocks the RepL twin replaces (its plan as configured)."""
+    def planned_blocks(self, plain_backbone: dict) -> List[str]:
+        """Paths of the blocks the RepL twin of ``plain_backbone`` (a plain variant's backbone
+        config, its peers' arguments included: ``frozen_stages`` changes the plan) replaces."""
         from mmengine.registry import MODELS
         if self.repl_cls is None:
             raise ReplError(f'no RepL twin {self.repl_type} is registered: no plan to follow.')
+        twin = dict(plain_backbone, type=self.repl_type, init_cfg=None,
+                    repl=self.repl_model['backbone'].get('repl') or {})
         with MODELS.switch_scope_and_registry(framework_of(self.cfg)) as registry:
-            backbone = registry.build(dict(self.repl_model['backbone'], init_cfg=None))
+            backbone = registry.build(twin)
         return [name for name, _ in replaced_blocks(backbone)]
 
 
@@ -191,4 +195,5 @@ def apply_recompute_blocks(cfg, backbone: nn.Module) -> None:
     """Checkpoint the backbone blocks the config's ``recompute_blocks`` lists, as RepL's
     ``repl.recompute`` checkpoints its replaced blocks (the plain peer of that option)."""
     for path in cfg.get('recompute_blocks') or ():
-        recompute_in_backward(backbone.get_submodule(path), checkpointed=False)
+        block = backbone.get_submodule(path)  # with_cp: switched, as RepL switches its blocks
+        recompute_in_backward(block, checkpointed=checkpoint_without_reentry(block))

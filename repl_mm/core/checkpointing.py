@@ -46,29 +46,35 @@ def checkpoint_without_reentry(block: nn.Module) -> bool:
 def recompute_in_backward(block: nn.Module, checkpointed: bool) -> None:
     """Make ``block`` keep only its inputs for the backward pass and recompute the rest there.
 
+    The hooks that keep its batch norms' statistics are the block's, not the norms': converters
+    that rebuild norms (``revert_sync_batchnorm``, ``convert_sync_batchnorm``) keep them, and
+    the norms found at each call are the ones the block holds then.
+
     Args:
-        block: a replaced block (or its light surrogate's block).
+        block: a replaced block (or its light surrogate).
         checkpointed: the block checkpoints without reentry already (``with_cp``); only its
             norms' statistics are then kept from counting the batch twice.
     """
     if not checkpointed:
         composable_checkpoint(block)
-    for module in block.modules():
-        if isinstance(module, _BatchNorm) and module.track_running_stats:
-            module.register_forward_pre_hook(_keep_running_stats)
-            module.register_forward_hook(_restore_running_stats)
+    block.register_forward_pre_hook(_keep_norm_statistics)
+    # always_call: a recomputation that stops early (torch's early stop raises inside it) or
+    # raises still gets its statistics back
+    block.register_forward_hook(_restore_norm_statistics, always_call=True)
 
 
-def _keep_running_stats(norm: _BatchNorm, _) -> None:
-    # set anew before every forward: what a recomputation that raised kept is never restored
-    norm.__dict__.pop('_repl_kept_stats', None)
-    if norm.training and _in_backward():
-        norm._repl_kept_stats = [(name, getattr(norm, name).clone())
-                                 for name in _RUNNING_STATS if getattr(norm, name) is not None]
+def _keep_norm_statistics(block: nn.Module, _) -> None:
+    block.__dict__.pop('_repl_kept_stats', None)
+    if not _in_backward():
+        return
+    block._repl_kept_stats = [
+        (norm, name, getattr(norm, name).clone()) for norm in block.modules()
+        if isinstance(norm, _BatchNorm) and norm.training and norm.track_running_stats
+        for name in _RUNNING_STATS if getattr(norm, name) is not None]
 
 
-def _restore_running_stats(norm: _BatchNorm, _, __) -> None:
-    kept: List[Tuple[str, torch.Tensor]] = norm.__dict__.pop('_repl_kept_stats', [])
+def _restore_norm_statistics(block: nn.Module, _, __) -> None:
+    kept: List[Tuple[nn.Module, str, torch.Tensor]] = block.__dict__.pop('_repl_kept_stats', [])
     with torch.no_grad():
-        for name, value in kept:
+        for norm, name, value in kept:
             getattr(norm, name).copy_(value)

@@ -102,3 +102,15 @@ def test_under_ddp(process_group):
     got = train(DistributedDataParallel(recomputing), steps=2)
     for name, value in expected.items():
         assert torch.equal(value, got[name]), name
+
+
+def test_norms_rebuilt_by_sync_bn_converters_count_each_batch_once():
+    """mmengine's Runner reverts SyncBN to BatchNorm outside distributed training (new norm
+    modules): the statistics are kept by the block's hooks, which survive that."""
+    from mmengine.model import revert_sync_batchnorm
+    model = revert_sync_batchnorm(build(dict(recompute=True), norm_cfg=dict(type='SyncBN')))
+    train(model)
+    for name, block in replaced_blocks(model):
+        for module in block.modules():
+            if hasattr(module, 'num_batches_tracked'):
+                assert module.num_batches_tracked.item() == 3, name
