@@ -380,13 +380,18 @@ def result_path(args: argparse.Namespace, variant: str, seed: int) -> str:
     return osp.join(args.out, args.arch, tag, f'{variant}_seed{seed}.json')
 
 
-def run(args: argparse.Namespace) -> None:
+def load_pretrained(out: str, arch: str) -> Tuple[torch.nn.Module, Dict]:
+    """The pretrained plain classifier (eval mode) and its checkpoint (``top1`` included)."""
     init_default_scope('mmpretrain')
     with trusted_checkpoint_globals():
-        state = torch.load(pretrained_path(args.out, args.arch), map_location='cpu')
-    plain = build_classifier(args.arch, len(PRETRAIN_CLASSES))
+        state = torch.load(pretrained_path(out, arch), map_location='cpu')
+    plain = build_classifier(arch, len(PRETRAIN_CLASSES))
     plain.load_state_dict(state['state_dict'])
-    plain.eval()
+    return plain.eval(), state
+
+
+def run(args: argparse.Namespace) -> None:
+    plain, state = load_pretrained(args.out, args.arch)
     for seed in args.seeds:
         for variant in args.variants:
             path = result_path(args, variant, seed)
@@ -409,12 +414,7 @@ def costs(args: argparse.Namespace) -> None:
     blocks)."""
     from repl_mm.analysis.ledger_report import create_optimizer_state
     from repl_mm.engine.ledger import StepLedger
-    init_default_scope('mmpretrain')
-    with trusted_checkpoint_globals():
-        state = torch.load(pretrained_path(args.out, args.arch), map_location='cpu')
-    plain = build_classifier(args.arch, len(PRETRAIN_CLASSES))
-    plain.load_state_dict(state['state_dict'])
-    plain.eval()
+    plain, state = load_pretrained(args.out, args.arch)
     images, labels = transfer_split(0, args.shots, 'val')[:2]
     spec, rows = ARCHS[args.arch], {}
     for variant in args.variants:
