@@ -12,9 +12,9 @@ from .synthesis import GRANULARITIES
 KINDS = ('fused', 'light', 'removed')
 #: ``repl.warm_start`` values (``conversion``)
 WARM_STARTS = ('weights', 'identity', 'activations')
-#: what ``warm_start=True`` means for each kind, chosen by the transfer benchmark
-#: (docs/benchmarks.md, section 5): the fit keeps more of the pretrained function than
-#: any other start, and fine-tunes at least as well
+#: what ``warm_start=True`` means for each kind, chosen on the transfer benchmark's validation
+#: split (docs/benchmarks.md, section 5): for ResNets the fit keeps more of the pretrained
+#: function than any other start and was the best per-tensor start on validation
 DEFAULT_WARM_START = {'fused': 'activations', 'light': 'activations', 'removed': None}
 
 
