@@ -16,7 +16,7 @@ from .plan import ReplacementPlan, default_blocks, format_blocks, resolve_plan, 
 from .replace import RemovedBlock, replace_blocks
 from .state_dict_guard import StateDictGuard, warm_start_coefficients
 from .synthesis import (GRANULARITIES, BackboneSynthesis, BlockSynthesis, NeighbourSynthesis,
-                        backbone_syntheses, block_syntheses, synthesised_numel)
+                        backbone_syntheses, block_syntheses, in_backward, synthesised_numel)
 
 __all__ = [
     'ADAPTERS', 'ADAPTER_MODULES', 'COEFFICIENTS', 'GRANULARITIES', 'KINDS', 'AdapterError',
@@ -24,8 +24,9 @@ __all__ = [
     'LightConvSurrogate', 'LightLinearSurrogate', 'LightSpec', 'NeighbourSynthesis',
     'NormFreeLightConvSurrogate', 'PlanError', 'RemovedBlock', 'ReplCoefficients', 'ReplError',
     'ReplacementConfig', 'ReplacementPlan', 'StateDictGuard', 'backbone_syntheses',
-    'block_syntheses', 'build_adapter', 'checkpoint_without_reentry', 'recompute_in_backward', 'default_blocks',
-    'fold_replaced_blocks', 'format_blocks', 'is_coefficient', 'is_replaced', 'replace_blocks',
+    'block_syntheses', 'build_adapter', 'checkpoint_without_reentry', 'default_blocks',
+    'fold_replaced_blocks', 'format_blocks', 'in_backward', 'is_coefficient', 'is_replaced',
+    'recompute_in_backward', 'replace_blocks',
     'replaced_blocks', 'resolve_plan', 'suggest_blocks', 'synthesised_numel',
     'warm_start_coefficients'
 ]

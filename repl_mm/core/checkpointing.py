@@ -24,7 +24,7 @@ from torch import nn
 from torch.distributed._composable import checkpoint as composable_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .synthesis import _in_backward
+from .synthesis import in_backward
 
 #: norm buffers a recomputation must leave as the forward pass left them
 _RUNNING_STATS = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -65,7 +65,7 @@ def recompute_in_backward(block: nn.Module, checkpointed: bool) -> None:
 
 def _keep_norm_statistics(block: nn.Module, _) -> None:
     block.__dict__.pop('_repl_kept_stats', None)
-    if not _in_backward():
+    if not in_backward():
         return
     block._repl_kept_stats = [
         (norm, name, getattr(norm, name).clone()) for norm in block.modules()

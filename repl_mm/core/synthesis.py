@@ -195,7 +195,7 @@ def is_attached(owner: nn.Module, synthesis: NeighbourSynthesis) -> bool:
             and owner.parametrizations[name][0] is synthesis)
 
 
-def _in_backward() -> bool:
+def in_backward() -> bool:
     """Whether autograd is running a backward pass (where checkpoints recompute)."""
     return torch._C._current_graph_task_id() != -1
 
@@ -211,7 +211,7 @@ def outside_recomputation():
     synthesis saves its inputs under these hooks, not the checkpoint's, so the recomputation
     saves what the forward saved. Outside a backward pass: nothing.
     """
-    if not _in_backward():
+    if not in_backward():
         return contextlib.nullcontext()
     return torch.autograd.graph.saved_tensors_hooks(_keep, _keep)
 
@@ -275,7 +275,7 @@ class BlockSynthesis:
         self.reattach()
         # made by the backbone's forward that is running now, or by the forward whose backward
         # is running now (a checkpointed block's recomputation): the same values, if current
-        reusable = self.values is not None and (self.prefetched or _in_backward())
+        reusable = self.values is not None and (self.prefetched or in_backward())
         self.prefetched = False
         if not (reusable and self.stamp() == self._stamp):
             with outside_recomputation():
@@ -305,7 +305,7 @@ class BlockSynthesis:
         if self.stamp() != self._stamp:
             self.values = None  # stale: free it
             return None
-        return self.values[index] if _in_backward() else None
+        return self.values[index] if in_backward() else None
 
     def stamp(self) -> tuple:
         """Storage and version of every tensor the values depend on, and the grad mode."""

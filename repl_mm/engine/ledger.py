@@ -15,9 +15,9 @@ weights), ``gradient_buckets`` (DDP's reducer buckets, which gradients are copie
 ``activations`` (storages that autograd saved for the backward pass through
 ``torch.autograd.graph.saved_tensors_hooks``; a parameter or a synthesised weight that autograd
 saves stays in its own category; so do the tensors that a checkpoint without reentry
-recomputes and keeps in the backward pass), ``gradients_in_flight`` (made in the backward pass and neither
-saved nor a parameter's ``.grad``: gradients flowing between operators or waiting in autograd's
-input buffers for a node's other inputs, and the backward pass's temporaries),
+recomputes and keeps in the backward pass), ``gradients_in_flight`` (made in the backward pass
+and neither saved nor a parameter's ``.grad``: gradients flowing between operators or waiting in
+autograd's input buffers for a node's other inputs, and the backward pass's temporaries),
 ``optimizer_temporaries`` (made by the optimizer step and not its state: e.g. a gradient plus
 weight decay), and ``other``, named by where it came from: ``buffers``, ``inputs`` (existed
 before the step: the batch, caches), ``forward`` (made in the forward pass, not saved by autograd
@@ -27,8 +27,9 @@ Each storage also gets the module it belongs to: a parameter's, gradient's or op
 owner, the module whose forward saved an activation or made a tensor (the innermost one running).
 The same walk counts, per module and for forward and backward separately, FLOPs with
 ``torch.utils.flop_counter``'s formulas (those of ``FlopCounterMode``: a multiply-add is 2 FLOPs;
-``FLOP_FORMULAS`` corrects its weight gradient of grouped convolutions) and the bytes read and written by elementwise (``torch.Tag.pointwise``, ``_foreach_*``) and
-normalisation operators, which FLOP counters leave out and which bound their time on a GPU.
+``FLOP_FORMULAS`` corrects its weight gradient of grouped convolutions) and the bytes read and
+written by elementwise (``torch.Tag.pointwise``, ``_foreach_*``) and normalisation operators,
+which FLOP counters leave out and which bound their time on a GPU.
 
 What the ledger cannot see: memory an operator allocates and frees inside itself (workspaces,
 reorders), and tensors that exist but are not touched by the step. The measured peak it is compared
@@ -46,7 +47,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import conv_flop_count, flop_registry, shape_wrapper
 
-from repl_mm.core import ADAPTER_MODULES, block_syntheses
+from repl_mm.core import ADAPTER_MODULES, block_syntheses, in_backward
 
 #: the categories, in the order of every table (``other`` last)
 CATEGORIES = ('parameters', 'gradients', 'optimizer_state', 'synthesised_weights',
@@ -230,7 +231,7 @@ class _ModulePaths:
     def current(self) -> str:
         if self.forward:  # in the forward pass, or a checkpoint's recomputation in backward
             return self.forward[-1]
-        if torch._C._current_graph_task_id() != -1 and self.backward:
+        if in_backward() and self.backward:
             return self.backward[-1]
         return ''
 
@@ -414,7 +415,7 @@ class StepLedger:
     def phase(self) -> str:
         if self.in_optimizer:
             return 'optimizer'
-        return 'backward' if torch._C._current_graph_task_id() != -1 else 'forward'
+        return 'backward' if in_backward() else 'forward'
 
     # ---------------------------------------------------------------------------- what is what
     def _register_state(self) -> None:
@@ -469,7 +470,7 @@ class StepLedger:
                 entry.role = 'synthesised_weights'
             elif entry.role is None:
                 entry.role, entry.path = 'activations', path
-            if not self.in_optimizer and torch._C._current_graph_task_id() == -1:
+            if not self.in_optimizer and not in_backward():
                 self._saved_in_forward[id(entry)] = entry
         return tensor
 
