@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from repl_mm.core import ReplError, RemovedBlock, is_replaced
+from repl_mm.engine.cost_figures import torch_optimizers
 from repl_mm.engine.ledger import CATEGORIES, OTHER_KINDS, LedgerResult, StepLedger
 from repl_mm.engine.memory import MIB
 from .allocator_peak import AllocatorPeak
@@ -181,13 +182,6 @@ def ledger_parts(rows: List[Dict[str, Any]], result: LedgerResult) -> List[Dict[
 
 
 # ---------------------------------------------------------------------------------- worker
-def _inner_optimizers(optim_wrapper) -> List[torch.optim.Optimizer]:
-    from mmengine.optim import OptimWrapperDict
-    wrappers = (optim_wrapper.optim_wrappers.values()
-                if isinstance(optim_wrapper, OptimWrapperDict) else [optim_wrapper])
-    return [w.optimizer for w in wrappers]
-
-
 def create_optimizer_state(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer]) -> None:
     """The state a steady-state step starts with: one step of each optimizer on zero gradients
     (momentum buffers, Adam moments: the tensors a real step makes), the gradients then freed."""
@@ -222,7 +216,7 @@ def measure_ledger(cfg, device: str = 'cpu', shape: Optional[Sequence[int]] = No
             raise ReplError('Nothing in the model trains (every stage frozen?): no training '
                             'step to measure.')
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-        optimizers = _inner_optimizers(optim_wrapper)
+        optimizers = torch_optimizers(optim_wrapper)
         create_optimizer_state(model, optimizers)
         model.train()
         if backbone_only:
@@ -454,9 +448,7 @@ def format_ledger_markdown(report: Dict[str, Any]) -> str:
 def format_parts_markdown(variant: Dict[str, Any]) -> str:
     """One variant's ledger at the peak by part: stem, stages and their blocks (replaced and
     removed ones marked), other parts, total."""
-    categories = [c for c in CATEGORIES
-                  if c not in ('autocast_weight_copies', 'gradient_buckets')
-                  or variant['peak']['by_category'][c]]
+    categories = _shown_categories([variant])
     lines = [f'#### {variant["name"]} ({variant["description"]}): by part, at the peak '
              f'({variant["peak"]["phase"]}), MiB', '',
              '| part | trainable params | ' + ' | '.join(CATEGORY_TITLES[c] for c in categories)

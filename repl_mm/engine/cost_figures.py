@@ -1,11 +1,19 @@
 """The cost figures ``TrainingCostHook`` logs besides memory: parameter counts, gradient and
 optimizer-state bytes, and every replaced block's mean coefficients."""
-from typing import Dict, Iterable, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from repl_mm.core import COEFFICIENTS, replaced_blocks, synthesised_numel
+
+
+def torch_optimizers(optim_wrapper) -> List[torch.optim.Optimizer]:
+    """The torch optimizers behind an mmengine optim wrapper (each of an ``OptimWrapperDict``)."""
+    from mmengine.optim import OptimWrapperDict
+    wrappers = (optim_wrapper.optim_wrappers.values()
+                if isinstance(optim_wrapper, OptimWrapperDict) else [optim_wrapper])
+    return [wrapper.optimizer for wrapper in wrappers]
 
 
 def structure_costs(model: nn.Module) -> Dict[str, int]:

@@ -6,11 +6,10 @@ from typing import Dict, List, Optional
 
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper
-from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 
 from repl_mm.core import replaced_blocks
-from ..cost_figures import coefficient_means, state_costs, structure_costs
+from ..cost_figures import coefficient_means, state_costs, structure_costs, torch_optimizers
 from ..ledger import LedgerResult, StepLedger
 from ..memory import MIB, CudaPeakMemory, PeakMemoryMeter, peak_memory_meter
 
@@ -100,7 +99,7 @@ class TrainingCostHook(Hook):
         @functools.wraps(train_step)
         def ledgered_step(*args, **kwargs):
             del wrapped.train_step  # back to the class's method
-            ledger = StepLedger(model, self._optimizers(runner))
+            ledger = StepLedger(model, torch_optimizers(runner.optim_wrapper))
             start = time.perf_counter()
             try:
                 with ledger:
@@ -124,13 +123,6 @@ class TrainingCostHook(Hook):
             hub.update_scalar(f'train/cost/ledger/flops_{phase}', result.total_flops(phase))
         hub.update_scalar('train/cost/ledger/step_s', seconds)
 
-    @staticmethod
-    def _optimizers(runner) -> list:
-        wrapper = runner.optim_wrapper
-        wrappers = (wrapper.optim_wrappers.values() if isinstance(wrapper, OptimWrapperDict)
-                    else [wrapper])
-        return [w.optimizer for w in wrappers]
-
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not self._due(runner, batch_idx):
             return
@@ -151,7 +143,7 @@ class TrainingCostHook(Hook):
 
     def _update_counts(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        counts = state_costs(model, self._optimizers(runner))
+        counts = state_costs(model, torch_optimizers(runner.optim_wrapper))
         for key, value in counts.items():
             if self._counts.get(key) != value:
                 runner.message_hub.update_scalar(f'train/cost/{key}', value)
