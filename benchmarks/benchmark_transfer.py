@@ -166,6 +166,20 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> 
     return float(100.0 * correct / len(images))
 
 
+def build_optimizer(model: torch.nn.Module, optimizer_cfg: dict) -> torch.optim.Optimizer:
+    """``optimizer_cfg`` (``type`` a ``torch.optim`` class) over the trainable parameters."""
+    cfg = dict(optimizer_cfg)
+    kind = getattr(torch.optim, cfg.pop('type'))
+    return kind([p for p in model.parameters() if p.requires_grad], **cfg)
+
+
+def new_head(model: torch.nn.Module, arch: str, seed: int) -> None:
+    """Give ``model`` a new head for the transfer classes, the same for every variant of a
+    seed."""
+    torch.manual_seed(seed)
+    model.head = build_classifier(arch, len(TRANSFER_CLASSES)).head
+
+
 def train(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, iters: int,
           optimizer_cfg: dict, seed: int, batch: int, steps: Optional[range] = None,
           generator: Optional[torch.Generator] = None,
@@ -174,9 +188,7 @@ def train(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, iters:
     learning rate over ``iters``. The RepL coefficients are stepped as in any training
     (``repl_mm.core.coefficient_steps``). ``distill`` adds its loss while it is on."""
     generator = generator or torch.Generator().manual_seed(seed)
-    cfg = dict(optimizer_cfg)
-    kind = getattr(torch.optim, cfg.pop('type'))
-    optimizer = kind([p for p in model.parameters() if p.requires_grad], **cfg)
+    optimizer = build_optimizer(model, optimizer_cfg)
     for group in optimizer.param_groups:
         group['initial_lr'] = group['lr']
     x_all, y_all = tensor(images), torch.from_numpy(labels)
@@ -322,8 +334,7 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
                           args.light_norm)
     pre_images, pre_labels = load_images(PRETRAIN_CLASSES, 'val')
     converted_top1 = evaluate(model, pre_images, pre_labels)
-    torch.manual_seed(seed)  # the new head: the same for every variant of a seed
-    model.head = build_classifier(args.arch, len(TRANSFER_CLASSES)).head
+    new_head(model, args.arch, seed)
     coefficients_before = {n: p.detach().clone() for n, p in model.named_parameters()
                            if COEFFICIENTS in n}
     optimizer = dict(spec['optimizer'], lr=args.lr or spec['optimizer']['lr'])
@@ -420,11 +431,8 @@ def costs(args: argparse.Namespace) -> None:
     for variant in args.variants:
         model, _ = convert(args.arch, 'fused-activations' if variant == 'progressive' else
                            variant, plain, [tensor(images[:64])], 0, None, args.light_norm)
-        torch.manual_seed(0)
-        model.head = build_classifier(args.arch, len(TRANSFER_CLASSES)).head
-        cfg = dict(spec['optimizer'])
-        optimizer = getattr(torch.optim, cfg.pop('type'))(
-            [p for p in model.parameters() if p.requires_grad], **cfg)
+        new_head(model, args.arch, 0)
+        optimizer = build_optimizer(model, spec['optimizer'])
         create_optimizer_state(model, [optimizer])
         model.train()
         x = augment(tensor(images[:args.batch]), torch.Generator().manual_seed(0))
