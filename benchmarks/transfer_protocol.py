@@ -160,9 +160,28 @@ def final_choices(made: dict) -> List[Tuple[str, Optional[float]]]:
     return [c for c in dict.fromkeys(chosen) if c not in {(v, None) for v in FINAL}]
 
 
+def step_costs(arch: str) -> Optional[Dict[str, Tuple[float, float, float]]]:
+    """``{variant: (trainable, memory at the step's peak, FLOPs)}`` against plain, from
+    ``benchmark_transfer.py costs`` (``costs_b32.json``), or None where it has not run. A
+    ``-distill`` candidate costs its base variant's step after its first 60 steps."""
+    path = osp.join(ROOT, 'work_dirs/transfer', arch, 'costs_b32.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as file:
+        rows = json.load(file)['variants']
+
+    def work(row: dict) -> Tuple[int, int, int]:
+        return row['trainable'], row['peak_bytes'], sum(row['flops'].values())
+
+    plain = work(rows['plain'])
+    return {variant: tuple(a / b for a, b in zip(work(row), plain))
+            for variant, row in rows.items()}
+
+
 def report(arch: str) -> None:
     """Every stage's table so far, in markdown: means, and paired differences (mean and t-based
-    95% interval over common seeds) against the peers."""
+    95% interval over common seeds) against the peers; the test table with each variant's step
+    costs against plain (``step_costs``)."""
     from benchmark_transfer import paired
     lr, grid = chosen_lr(arch)
     print(f'### {arch}: stage 1, the learning rate (validation, top-1 mean of 5 seeds)\n')
@@ -176,12 +195,16 @@ def report(arch: str) -> None:
     if lr != lr:
         return
 
+    costs = step_costs(arch)
+
     def table(title: str, split: str, rows: List[Tuple[str, Optional[float]]]) -> None:
         base = by_seed(arch, split, lr)
+        with_costs = split == 'test' and costs is not None
         print(f'\n### {arch}: {title} (lr {lr:g})\n')
         print('| variant | coefficient lr mult | n | top-1 mean ± std | vs plain | vs removed | '
-              'vs frozen-blocks |')
-        print('|---|---:|---:|---:|---:|---:|---:|')
+              'vs frozen-blocks |' + (' trainable | memory at peak | FLOPs |' if with_costs
+                                      else ''))
+        print('|---|---:|---:|---:|---:|---:|---:|' + ('---:|' * 3 if with_costs else ''))
         for variant, mult in rows:
             runs = by_seed(arch, split, lr, mult).get(variant, {})
             if not runs:
@@ -193,6 +216,9 @@ def report(arch: str) -> None:
                 common = sorted(set(runs) & set(base.get(peer, {})))
                 cells.append('-' if (peer == variant and mult is None) or not common else
                              paired([runs[s] for s in common], [base[peer][s] for s in common]))
+            if with_costs:  # not measured: empty cells
+                ratios = costs.get(variant.removesuffix('-distill'))
+                cells += [f'{ratio:.2f}x' for ratio in ratios] if ratios else [''] * 3
             print(f'| {variant} | {"1" if mult is None else f"{mult:g}"} | {len(values)} | '
                   f'{statistics.mean(values):.2f} ± {spread:.2f} | ' + ' | '.join(cells) + ' |')
 
@@ -202,10 +228,9 @@ def report(arch: str) -> None:
     if made.get('stage2_complete'):
         table('stage 3, the coefficient learning rate of the best two (validation)', 'val',
               [(v, m) for v in made['best_two'] for m in (None, *MULTS)])
-        final = FINAL
         if isinstance(made['mult'], dict):
             table('stage 5, the test split (once)', 'test',
-                  [c for c in dict.fromkeys([(v, None) for v in final] + final_choices(made))])
+                  [(v, None) for v in FINAL] + final_choices(made))
         print(f'\nChosen on validation: best two {made["best_two"]} (coefficient lr mult '
               f'{made["mult"]}), search winner {made["search_winner"]}.')
 
