@@ -21,7 +21,7 @@ from torch import nn
 
 import repl_mm  # noqa: F401
 from step_timing import forward_backward, time_step
-from repl_mm.core import block_syntheses
+from repl_core import block_syntheses
 
 
 def build(scope: str, cfg: dict) -> nn.Module:

@@ -6,7 +6,7 @@
     python benchmarks/benchmark_transfer.py report --arch resnet20 --split test
 
 A plain network is pretrained once on Fashion-MNIST classes 0-4 (all their training images),
-then converted (``repl_mm.core.conversion``) and fine-tuned on classes 5-9 from a few images
+then converted (``repl_core.conversion``) and fine-tuned on classes 5-9 from a few images
 (``--shots`` per class, drawn per seed), and evaluated on the test images of classes 5-9.
 Settings are chosen on ``--split val``: other training images of classes 5-9, disjoint from the
 fine-tuning ones; ``--split test`` is the final run. Each (variant, seed, split, settings) writes
@@ -37,8 +37,8 @@ from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.analysis.worker import code_commit
-from repl_mm.core import COEFFICIENTS, fold_replaced_blocks, replaced_blocks
-from repl_mm.core.conversion import convert_from_plain
+from repl_core import COEFFICIENTS, fold_replaced_blocks, replaced_blocks
+from repl_core.conversion import convert_from_plain
 from repl_mm.demo.fashion_mnist_source import DEFAULT_FMNIST_DIR, read_split
 from repl_mm.engine import trusted_checkpoint_globals
 from repl_mm.engine.cli import run_tool
@@ -186,7 +186,7 @@ def train(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, iters:
           distill: Optional['Distillation'] = None) -> Dict[str, float]:
     """``steps`` (default: all ``iters``) steps of the cross-entropy on random batches; cosine
     learning rate over ``iters``. The RepL coefficients are stepped as in any training
-    (``repl_mm.core.coefficient_steps``). ``distill`` adds its loss while it is on."""
+    (``repl_core.coefficient_steps``). ``distill`` adds its loss while it is on."""
     generator = generator or torch.Generator().manual_seed(seed)
     optimizer = build_optimizer(model, optimizer_cfg)
     for group in optimizer.param_groups:

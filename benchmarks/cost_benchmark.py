@@ -62,7 +62,7 @@ from repl_mm.analysis.synthetic import (backbone_input, backbone_step, framework
                                         input_channels, input_shape, synthetic_batch)
 from repl_mm.analysis.variants import VariantBuilder, VariantSpec
 from repl_mm.analysis.worker import run_environment, run_worker, write_report
-from repl_mm.core import ReplError
+from repl_core import ReplError
 from repl_mm.engine.memory import MIB, ProcessPeakMemory, peak_memory_meter
 
 #: every variant, in the forward order of the runs and tables

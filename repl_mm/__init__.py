@@ -4,12 +4,12 @@
 backbones of every installed framework (mmdet, mmseg, mmpretrain) in that framework's registry,
 and repl-mm's hooks and optimizer wrapper in mmengine's. A framework that is not installed is
 skipped (importing its part, e.g. ``repl_mm.mmseg``, names the package to install); an error
-inside an installed one is raised. ``repl_mm.core`` needs only PyTorch.
+inside an installed one is raised. The mechanism itself is the package ``repl_core``, which needs
+only PyTorch (importing it imports no OpenMMLab package).
 """
 import importlib
 import importlib.util
 
-from . import core
 from .frameworks import FRAMEWORKS
 from .version import __version__
 
@@ -22,4 +22,4 @@ if importlib.util.find_spec('mmengine') is not None:
             importlib.import_module(f'repl_mm.{_framework}')
             REGISTERED.append(_framework)
 
-__all__ = ['core', 'REGISTERED', '__version__']
+__all__ = ['REGISTERED', '__version__']

@@ -1,8 +1,9 @@
 """The package's layers and what ``import repl_mm`` and ``pip install .`` deliver.
 
-Layers, each importing only the ones below it: ``core`` (plain PyTorch) <- ``models`` <- the
-framework folders (``mmdet``, ``mmseg``, ``mmpretrain``) <- ``engine``; ``analysis`` and ``demo``
-on top. The benchmarks live outside the package.
+Layers, each importing only the ones below it: the mechanism, ``repl_core`` (its own package,
+plain PyTorch) <- ``repl_mm.models`` <- the framework folders (``mmdet``, ``mmseg``,
+``mmpretrain``) <- ``engine``; ``analysis`` and ``demo`` on top. The benchmarks live outside the
+packages.
 """
 import ast
 import shutil
@@ -13,7 +14,7 @@ import zipfile
 
 from conftest import ROOT
 
-LAYER = {'core': 0, 'frameworks': 0, 'version': 0, 'models': 1, 'mmdet': 2, 'mmseg': 2,
+LAYER = {'frameworks': 0, 'version': 0, 'models': 1, 'mmdet': 2, 'mmseg': 2,
          'mmpretrain': 2, 'engine': 3, 'analysis': 4, 'demo': 4}
 
 
@@ -48,18 +49,35 @@ def test_no_module_imports_a_higher_layer():
     assert not wrong
 
 
-def test_core_imports_no_openmmlab_package():
-    for path in (ROOT / 'repl_mm' / 'core').rglob('*.py'):
-        modules = {alias.name for node in ast.walk(ast.parse(path.read_text()))
+def test_repl_core_imports_no_openmmlab_module_nor_the_plugin():
+    for path in (ROOT / 'repl_core').rglob('*.py'):
+        tree = ast.parse(path.read_text())
+        modules = {alias.name for node in ast.walk(tree)
                    if isinstance(node, ast.Import) for alias in node.names}
-        modules |= {node.module for node in ast.walk(ast.parse(path.read_text()))
-                    if isinstance(node, ast.ImportFrom) and node.module}
-        assert not {m for m in modules if m.split('.')[0].startswith(('mm', 'mmcv'))}, path
+        modules |= {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+        assert not {m for m in modules if m.split('.')[0] in (
+            'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain', 'repl_mm')}, path
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=300)
+
+
+def test_importing_the_mechanism_imports_no_openmmlab_package():
+    """``import repl_core`` (and every module in it) loads PyTorch only: nothing of mmengine,
+    mmcv, mmdet, mmseg or mmpretrain, and nothing of the plugin."""
+    modules = ', '.join(repr(f'repl_core.{p.stem}') for p in (ROOT / 'repl_core').glob('*.py')
+                        if p.stem != '__init__')
+    result = run_python(f"import importlib, sys\n"
+                        f"for name in ['repl_core', {modules}]: importlib.import_module(name)\n"
+                        f"print(sorted({{m.split('.')[0] for m in sys.modules}}))\n")
+    assert result.returncode == 0, result.stderr
+    loaded = set(ast.literal_eval(result.stdout.strip().splitlines()[-1]))
+    assert 'torch' in loaded and 'repl_core' in loaded
+    openmmlab = {'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain'}
+    assert not loaded & (openmmlab | {'repl_mm'}), loaded & (openmmlab | {'repl_mm'})
 
 
 def test_a_missing_framework_is_skipped_and_named():
@@ -81,7 +99,8 @@ def test_a_broken_module_is_not_hidden():
 
 
 def test_the_wheel_holds_the_package_only(tmp_path):
-    """``pip install .`` installs repl_mm and nothing of benchmarks/, tests/ or tools/."""
+    """``pip install .`` installs repl_mm and repl_core and nothing of benchmarks/, tests/ or
+    tools/."""
     files = subprocess.run(['git', 'ls-files', '--cached', '--others', '--exclude-standard'],
                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     source = tmp_path / 'source'
@@ -94,4 +113,4 @@ def test_the_wheel_holds_the_package_only(tmp_path):
                    capture_output=True, timeout=600)
     [wheel] = tmp_path.glob('repl_mm-*.whl')
     tops = {name.split('/')[0] for name in zipfile.ZipFile(wheel).namelist()}
-    assert {t for t in tops if not t.endswith('.dist-info')} == {'repl_mm'}
+    assert {t for t in tops if not t.endswith('.dist-info')} == {'repl_mm', 'repl_core'}

@@ -35,7 +35,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from repl_mm.core import ReplError
+from repl_core import ReplError
 from repl_mm.engine import trusted_checkpoint_globals
 from repl_mm.engine.cli import read_config, run_tool
 from repl_mm.engine.errors import last_complete_checkpoint

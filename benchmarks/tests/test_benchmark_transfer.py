@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from mmengine.registry import init_default_scope
-from repl_mm.core import NormFreeLightConvSurrogate
+from repl_core import NormFreeLightConvSurrogate
 from scipy import stats
 
 from benchmark_transfer import build_classifier, convert, paired, result_path, settings_compared

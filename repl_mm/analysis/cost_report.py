@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from repl_mm.core import ReplError, is_replaced
+from repl_core import ReplError, is_replaced
 from repl_mm.engine.memory import ProcessPeakMemory, peak_memory_meter
 from .params import ParameterCount
 from .synthetic import (framework_of, input_channels, input_shape, model_cfg_of,

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from repl_mm.core import ReplError, RemovedBlock, is_replaced
+from repl_core import ReplError, RemovedBlock, is_replaced
 from repl_mm.engine.cost_figures import torch_optimizers
 from repl_mm.engine.ledger import CATEGORIES, OTHER_KINDS, LedgerResult, StepLedger
 from repl_mm.engine.memory import MIB

@@ -4,7 +4,7 @@ from typing import Dict
 
 from torch import nn
 
-from repl_mm.core import COEFFICIENTS, synthesised_numel
+from repl_core import COEFFICIENTS, synthesised_numel
 
 
 @dataclass

@@ -13,7 +13,7 @@ import os.path as osp
 import re
 from typing import Dict, List, Sequence, Tuple
 
-from repl_mm.core import ReplError
+from repl_core import ReplError
 
 #: what each ``--keys`` group plots: scalar names, or a pattern for ``repl``
 GROUPS = {

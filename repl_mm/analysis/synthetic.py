@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from repl_mm.core import ReplError
+from repl_core import ReplError
 
 FRAMEWORK_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
 

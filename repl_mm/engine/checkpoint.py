@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
-from repl_mm.core import COEFFICIENTS, CheckpointMismatchError, ReplError
+from repl_core import COEFFICIENTS, CheckpointMismatchError, ReplError
 from .errors import corrupt_checkpoint
 
 _multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray

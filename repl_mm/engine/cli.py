@@ -15,7 +15,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from repl_mm.core import ReplError
+from repl_core import ReplError
 from .checkpoint import check_checkpoint_file, read_checkpoint
 
 

@@ -3,7 +3,7 @@
 ``convert_checkpoint(cfg, plain_checkpoint, out_dir, name)`` builds the config's RepL model and
 its plain twin, loads the plain checkpoint (a whole model's, or a backbone's alone, as
 ``init_cfg=Pretrained`` takes), starts the replaced blocks as ``repl.warm_start`` says
-(``repl_mm.core.conversion``; ``'activations'`` on batches of the config's training data), and
+(``repl_core.conversion``; ``'activations'`` on batches of the config's training data), and
 writes ``<out_dir>/<name>_repl.pth`` (``state_dict`` and ``meta``: the plan and the conversion
 report) and ``<out_dir>/<name>_repl.py`` (the config with the plan written out and
 ``load_from`` set to that checkpoint). With ``repl.blocks='auto'`` it first chooses the plan:
@@ -24,8 +24,8 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, init_default_scope
 from torch import Tensor, nn
 
-from repl_mm.core import CheckpointMismatchError, PlanError, ReplError
-from repl_mm.core.conversion import BlockConversion, convert_from_plain
+from repl_core import CheckpointMismatchError, PlanError, ReplError
+from repl_core.conversion import BlockConversion, convert_from_plain
 from repl_mm.models import plain_model_cfg
 from .checkpoint import read_checkpoint, replaced_blocks_in, state_dict_in
 from .data_check import DataNotFoundError

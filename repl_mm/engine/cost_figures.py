@@ -5,7 +5,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import torch
 from torch import nn
 
-from repl_mm.core import COEFFICIENTS, replaced_blocks, synthesised_numel
+from repl_core import COEFFICIENTS, replaced_blocks, synthesised_numel
 
 
 def torch_optimizers(optim_wrapper) -> List[torch.optim.Optimizer]:

@@ -8,7 +8,7 @@ from typing import Any, Iterator, List, Tuple
 
 from mmengine.config import Config
 
-from repl_mm.core import ReplError
+from repl_core import ReplError
 
 
 class DataNotFoundError(ReplError):

@@ -26,7 +26,7 @@ from typing import Iterator, List, Optional, Sequence
 from mmengine.config import Config
 from mmengine.dataset import BaseDataset
 
-from repl_mm.core import ReplError
+from repl_core import ReplError
 from .data_check import _datasets
 
 

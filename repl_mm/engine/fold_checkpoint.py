@@ -9,7 +9,7 @@ block's own, holding only tensors and primitive types (it loads with
 checked against the RepL one (same outputs) before anything is written.
 
 Fused kind only: a light surrogate folds into a small module of repl-mm, not into the plain block
-(see ``repl_mm.core.fold``), so it has no stock config.
+(see ``repl_core.fold``), so it has no stock config.
 """
 import copy
 import os
@@ -25,7 +25,7 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, Registry, init_default_scope
 
 from repl_mm.models import plain_model_cfg
-from repl_mm.core import COEFFICIENTS, ReplError, fold_replaced_blocks
+from repl_core import COEFFICIENTS, ReplError, fold_replaced_blocks
 from repl_mm.version import __version__
 from .errors import explain_build_errors
 from .checkpoint import (load_state_strictly, read_checkpoint, replaced_blocks_in,

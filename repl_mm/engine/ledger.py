@@ -47,7 +47,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import conv_flop_count, flop_registry, shape_wrapper
 
-from repl_mm.core import ADAPTER_MODULES, block_syntheses, in_backward
+from repl_core import ADAPTER_MODULES, block_syntheses, in_backward
 
 #: the categories, in the order of every table (``other`` last)
 CATEGORIES = ('parameters', 'gradients', 'optimizer_state', 'synthesised_weights',

@@ -1,7 +1,7 @@
 """The plain twin of a RepL model: the same config with the upstream backbone class."""
 import copy
 
-from repl_mm.core import ReplError
+from repl_core import ReplError
 
 
 def plain_model_cfg(model_cfg: dict) -> dict:

@@ -2,7 +2,7 @@
 
 A RepL backbone is a thin subclass that lists this mixin before the upstream class and declares
 where its blocks are (``repl_stages``); everything else (plan, synthesis, state-dict guard,
-freezing, logging) is the generic mechanism in ``repl_mm.core``::
+freezing, logging) is the generic mechanism in ``repl_core``::
 
     @MODELS.register_module()
     class RepLResNet(RepLResNetMixin, ResNet):
@@ -16,11 +16,11 @@ from mmengine.logging import print_log
 
 from torch import nn
 
-from repl_mm.core import (LightSpec, PlanError, ReplacementConfig, ReplacementPlan,
+from repl_core import (LightSpec, PlanError, ReplacementConfig, ReplacementPlan,
                           checkpoint_without_reentry, format_blocks,
                           recompute_in_backward, replace_blocks,
                           replaced_blocks, suggest_blocks, synthesised_numel)
-from repl_mm.core import coefficient_steps
+from repl_core import coefficient_steps
 
 
 def _log(message: str, level: int = logging.INFO) -> None:
@@ -33,17 +33,17 @@ class RepLBackboneMixin:
     Args:
         repl (dict, optional): ``None`` or ``dict()`` replaces the default plan (every other block
             of each stage from index 1, never a stage's last block). Keys (see
-            ``repl_mm.core.ReplacementConfig``): ``blocks`` (``{stage name or index:
+            ``repl_core.ReplacementConfig``): ``blocks`` (``{stage name or index:
             [indices]}``), ``kind``, ``granularity`` (``'tensor'`` | ``'channel'`` |
             ``'submodule'``), ``init`` (``(0.5, 0.5)``), ``adapter`` (``'slice_pad'`` |
             ``'average'`` | ``'projection'``), ``detach_neighbours`` (``False``).
 
     The coefficients are parameters named ``*.repl_coefficients.*``; optimizers step them
     without weight decay and at ``repl.coefficient_lr_mult``
-    (``repl_mm.core.coefficient_steps``). Frozen blocks (``frozen_stages``) are never replaced:
+    (``repl_core.coefficient_steps``). Frozen blocks (``frozen_stages``) are never replaced:
     the default plan skips them and says so, an explicit plan naming one is refused. With
     ``with_cp=True``, the replaced blocks and their neighbours checkpoint without reentry
-    (``repl_mm.core.checkpointing``: what DDP needs), the other blocks as upstream does;
+    (``repl_core.checkpointing``: what DDP needs), the other blocks as upstream does;
     ``repl.recompute=True`` checkpoints the replaced blocks alone.
     """
 
@@ -54,7 +54,7 @@ class RepLBackboneMixin:
     #: name suffix -> equal parts along dim 0 that shape adapters treat separately
     repl_chunked_tensors: Dict[str, int] = {}
     #: what ``repl.warm_start=True`` means for this family where it differs from the kind's
-    #: default (``repl_mm.core.config.DEFAULT_WARM_START``), chosen by the transfer benchmark
+    #: default (``repl_core.config.DEFAULT_WARM_START``), chosen by the transfer benchmark
     repl_default_warm_start: Optional[str] = None
 
     @classmethod
@@ -178,7 +178,7 @@ class RepLResNetMixin(RepLBackboneMixin):
 
     Light surrogate: a depthwise conv whose kernels are the diagonals of the neighbours' 3x3
     ``conv2``, and the block's last norm (``norm2`` of a BasicBlock, ``norm3`` of a Bottleneck)
-    synthesised from the neighbours' (``repl_mm.core.light``).
+    synthesised from the neighbours' (``repl_core.light``).
     """
 
     def repl_stages(self) -> List[Tuple[str, str]]:
@@ -207,7 +207,7 @@ class RepLTransformerMixin(RepLBackboneMixin):
       classes resize pretrained tables in their own loading code, which expects one per block.
     * Light surrogate: ``y = x + W norm(x) + b``, ``W, b`` synthesised from the neighbours'
       attention output projection, ``norm`` the block's first LayerNorm
-      (``repl_mm.core.light``).
+      (``repl_core.light``).
     """
 
     repl_own_tensors = ('relative_position_bias_table', )

@@ -13,7 +13,7 @@ import repl_mm  # noqa: F401
 from repl_mm.engine.ledger import CATEGORIES, StepLedger
 from repl_mm.analysis.ledger_report import create_optimizer_state
 from repl_mm.analysis.synthetic import backbone_input, backbone_step, synthetic_batch
-from repl_mm.core import replaced_blocks, synthesised_numel
+from repl_core import replaced_blocks, synthesised_numel
 
 from conftest import ROOT
 

@@ -15,7 +15,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.structures import PixelData
 
 import repl_mm  # noqa: F401
-from repl_mm.core import COEFFICIENTS, replaced_blocks
+from repl_core import COEFFICIENTS, replaced_blocks
 
 from conftest import ROOT
 

@@ -10,7 +10,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401
 from conftest import loss_and_grads
-from repl_mm.core import (backbone_syntheses, block_syntheses, fold_replaced_blocks,
+from repl_core import (backbone_syntheses, block_syntheses, fold_replaced_blocks,
                           replaced_blocks, synthesis)
 
 VIT = dict(type='RepLVisionTransformer', img_size=32, patch_size=8,

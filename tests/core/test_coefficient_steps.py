@@ -1,4 +1,4 @@
-"""How optimizers step the RepL coefficients (``repl_mm.core.coefficient_steps``), as matrices.
+"""How optimizers step the RepL coefficients (``repl_core.coefficient_steps``), as matrices.
 
 The contract: with no line in the config, the coefficients step bit for bit as under mmengine's
 ``paramwise_cfg=dict(custom_keys={'repl_coefficients': dict(decay_mult=0., lr_mult=M)})`` with
@@ -24,7 +24,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, PARAM_SCHEDULERS, init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_mm.core import COEFFICIENTS, ReplError
+from repl_core import COEFFICIENTS, ReplError
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

@@ -1,7 +1,7 @@
 """One flat buffer for many synthesised tensors (CUDA's path): values, memory order, gradients."""
 import torch
 
-from repl_mm.core import flat_synthesis
+from repl_core import flat_synthesis
 
 
 def tensors(dtype=torch.float64):

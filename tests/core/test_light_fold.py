@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from repl_mm.core import (COEFFICIENTS, CheckpointMismatchError, LightConvSurrogate,
+from repl_core import (COEFFICIENTS, CheckpointMismatchError, LightConvSurrogate,
                           LightLinearSurrogate, LightSpec, NormFreeLightConvSurrogate, PlanError,
                           ReplacementConfig, ReplError, fold_replaced_blocks, is_replaced,
                           replace_blocks)

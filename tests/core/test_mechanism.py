@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from repl_mm.core import (COEFFICIENTS, AdapterError, CheckpointMismatchError, PlanError,
+from repl_core import (COEFFICIENTS, AdapterError, CheckpointMismatchError, PlanError,
                           ReplacementConfig, ReplError, build_adapter, is_replaced,
                           replace_blocks, resolve_plan, synthesised_numel)
 

@@ -1,4 +1,4 @@
-"""The checkpoint-refusal matrix (``repl_mm.core.state_dict_guard``): every family at a tiny
+"""The checkpoint-refusal matrix (``repl_core.state_dict_guard``): every family at a tiny
 width, a checkpoint of each setting loaded into a model of each setting, by every loading path.
 
 A checkpoint loads exactly when it was made with the settings that give the model's function:
@@ -17,7 +17,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
 import repl_mm  # noqa: F401
-from repl_mm.core import COEFFICIENTS, CheckpointMismatchError, PlanError, replaced_blocks
+from repl_core import COEFFICIENTS, CheckpointMismatchError, PlanError, replaced_blocks
 from repl_mm.models import plain_model_cfg
 
 from conftest import perturb

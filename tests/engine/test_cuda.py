@@ -18,7 +18,7 @@ from mmengine.registry import init_default_scope
 import repl_mm  # noqa: F401
 from conftest import loss_and_grads
 from repl_mm.analysis.synthetic import synthetic_runner
-from repl_mm.core import (COEFFICIENTS, block_syntheses, fold_replaced_blocks,
+from repl_core import (COEFFICIENTS, block_syntheses, fold_replaced_blocks,
                           replaced_blocks, synthesis)
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'

@@ -14,7 +14,7 @@ from torch.nn.utils import parametrize
 from torch.utils._pytree import tree_leaves
 
 import repl_mm  # noqa: F401
-from repl_mm.core import COEFFICIENTS, CheckpointMismatchError, fold_replaced_blocks, \
+from repl_core import COEFFICIENTS, CheckpointMismatchError, fold_replaced_blocks, \
     replaced_blocks
 from repl_mm.engine.launch import convert_sync_bn
 

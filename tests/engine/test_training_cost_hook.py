@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 import repl_mm  # noqa: F401
 from repl_mm.analysis.synthetic import SyntheticDataset, synthetic_runner
 from repl_mm.engine.memory import ProcessPeakMemory
-from repl_mm.core import COEFFICIENTS, replaced_blocks, synthesised_numel
+from repl_core import COEFFICIENTS, replaced_blocks, synthesised_numel
 from repl_mm.engine.hooks import TrainingCostHook
 
 MIB = 1024 * 1024

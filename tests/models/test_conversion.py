@@ -6,8 +6,8 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_mm.core import COEFFICIENTS, PlanError, ReplError, replaced_blocks
-from repl_mm.core.conversion import convert_from_plain
+from repl_core import COEFFICIENTS, PlanError, ReplError, replaced_blocks
+from repl_core.conversion import convert_from_plain
 from repl_mm.models import plain_model_cfg
 
 from conftest import perturb

@@ -10,7 +10,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_mm.core import COEFFICIENTS, PlanError, is_replaced, synthesised_numel
+from repl_core import COEFFICIENTS, PlanError, is_replaced, synthesised_numel
 
 from conftest import LogRecords
 

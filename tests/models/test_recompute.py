@@ -8,7 +8,7 @@ from mmdet.registry import MODELS
 from mmengine.registry import init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_mm.core import ReplError, replaced_blocks
+from repl_core import ReplError, replaced_blocks
 
 init_default_scope('mmdet')
 

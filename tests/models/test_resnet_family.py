@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import repl_mm  # noqa: F401
 from repl_mm.models import plain_model_cfg
-from repl_mm.core import PlanError, fold_replaced_blocks
+from repl_core import PlanError, fold_replaced_blocks
 
 # (scope, RepL backbone config, input size); all small but real
 BACKBONES = [

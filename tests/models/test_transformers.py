@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import repl_mm  # noqa: F401
 from repl_mm.models import plain_model_cfg
-from repl_mm.core import COEFFICIENTS, LightLinearSurrogate, fold_replaced_blocks
+from repl_core import COEFFICIENTS, LightLinearSurrogate, fold_replaced_blocks
 
 SWIN = dict(embed_dims=32, depths=(2, 2, 4, 2), num_heads=(1, 2, 4, 8), window_size=4)
 CASES = [

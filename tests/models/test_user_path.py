@@ -21,7 +21,7 @@ from mmengine.runner import load_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import repl_mm  # noqa: F401
-from repl_mm.core import (COEFFICIENTS, CheckpointMismatchError, PlanError, replaced_blocks,
+from repl_core import (COEFFICIENTS, CheckpointMismatchError, PlanError, replaced_blocks,
                           suggest_blocks)
 
 from conftest import ROOT, LogRecords

@@ -15,7 +15,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from repl_mm.core import COEFFICIENTS, replaced_blocks
+from repl_core import COEFFICIENTS, replaced_blocks
 from repl_mm.engine.errors import (NonFiniteTrainingError, ReplicaDivergenceError,
                                    last_complete_checkpoint)
 

@@ -8,7 +8,7 @@ from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from repl_mm.core import replaced_blocks
+from repl_core import replaced_blocks
 from ..cost_figures import coefficient_means, state_costs, structure_costs, torch_optimizers
 from ..ledger import LedgerResult, StepLedger
 from ..memory import MIB, CudaPeakMemory, PeakMemoryMeter, peak_memory_meter

@@ -229,7 +229,7 @@ class CoefficientGroups:
         what += [f'at {m:g}x their group\'s learning rate' for m in sorted(mults) if m != 1.0]
         self.log(f'RepL: {type(optimizer).__name__} steps the {count} RepL coefficient tensors '
                  f'{" and ".join(what)}, in groups of their own for each step, as mmengine\'s '
-                 f'paramwise_cfg would (repl_mm.core.coefficient_steps).', logging.INFO)
+                 f'paramwise_cfg would (repl_core.coefficient_steps).', logging.INFO)
 
 
 def refuse_unsteppable(optimizer: Optimizer) -> None:
