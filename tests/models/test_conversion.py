@@ -7,7 +7,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401
 from repl_core import COEFFICIENTS, PlanError, ReplError, replaced_blocks
-from repl_core.conversion import convert_from_plain
+from repl_core.warm_start import convert_from_plain
 from repl_mm.models import plain_model_cfg
 
 from conftest import perturb
@@ -77,9 +77,10 @@ def test_activation_fit_reproduces_the_plain_blocks_better_than_identity(case):
     plain = pretrained_plain(scope, cfg)
     generator = torch.Generator().manual_seed(1)
     images = [torch.randn(8, 3, size, size, generator=generator) for _ in range(3)]
-    identity = convert_from_plain(plain, build(scope, cfg, warm_start='identity'), images)
+    identity = convert_from_plain(plain, build(scope, cfg, warm_start='identity'), 'identity',
+                                  images)
     repl = build(scope, cfg, warm_start='activations')
-    fitted = convert_from_plain(plain, repl, images, steps=60)
+    fitted = convert_from_plain(plain, repl, 'activations', images, steps=60)
     assert [b.path for b in fitted] == [b.path for b in identity]
     for start, fit in zip(identity, fitted):
         assert fit.fit.error_after < fit.fit.error_before
@@ -98,7 +99,7 @@ def test_activation_fit_needs_images():
     scope, cfg, _ = CASES['mmdet-resnet']
     repl = build(scope, cfg, warm_start='activations')
     with pytest.raises(ReplError, match='needs batches of training images'):
-        convert_from_plain(pretrained_plain(scope, cfg), repl)
+        convert_from_plain(pretrained_plain(scope, cfg), repl, 'activations')
 
 
 @pytest.mark.parametrize('case', ['mmpretrain-vit', 'mmseg-vit'])
