@@ -27,9 +27,9 @@ from torch import Tensor, nn
 from repl_core import CheckpointMismatchError, PlanError, ReplError
 from repl_core.conversion import BlockConversion, convert_from_plain
 from repl_mm.models import plain_model_cfg
-from .checkpoint import read_checkpoint, replaced_blocks_in, state_dict_in
+from .checkpoint_files import read_checkpoint, replaced_blocks_in, state_dict_in
 from .data_check import DataNotFoundError
-from .errors import explain_build_errors
+from .explain_errors import explain_build_errors
 from .fold_checkpoint import primitive
 
 
