@@ -58,6 +58,7 @@ import torch
 
 from repl_mm.analysis import ParameterCount
 from repl_mm.analysis.cost_report import forward_flops, si_number
+from repl_mm.analysis.step_timing import device_sync, timed_steps
 from repl_mm.analysis.synthetic import (backbone_input, backbone_step, framework_of,
                                         input_channels, input_shape, synthetic_batch)
 from repl_mm.analysis.variants import VariantBuilder, VariantSpec
@@ -119,11 +120,6 @@ def _build(cfg, mode: str, seed: int, device: str) -> torch.nn.Module:
     _seed_everything(seed)
     module = MODELS.build(cfg.model.backbone if mode == 'backbone' else cfg.model)
     return module.to(device)
-
-
-def _sync(device: str) -> None:
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def _counts(module: torch.nn.Module, mode: str) -> Dict[str, Dict[str, int]]:
@@ -194,29 +190,29 @@ def measure_variant(config: str, mode: str, batch_size: int, shape: Tuple[int, i
             module.train_step(batch, optim_wrapper)
 
     meter = peak_memory_meter(torch.device(device))
-    _sync(device)
+    device_sync(device)()
     before = (meter.current_mb() if isinstance(meter, ProcessPeakMemory) else
               torch.cuda.memory_allocated(device) // MIB)
-    seconds, cpu_seconds = [], []
     faults_start = 0
+
+    def before_timed() -> None:
+        nonlocal faults_start
+        meter.reset()
+        faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    def after_step(index: int, seconds: float) -> None:
+        log(f'step {index + 1}/{warmup + iters}{" (warm-up)" if index < warmup else ""}: '
+            f'{seconds:.3f} s')
+
     try:
-        for index in range(warmup + iters):
-            if index == warmup:
-                meter.reset()
-                faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            start, cpu_start = time.perf_counter(), time.process_time()
-            step()
-            _sync(device)
-            seconds.append(time.perf_counter() - start)
-            cpu_seconds.append(time.process_time() - cpu_start)
-            log(f'step {index + 1}/{warmup + iters}{" (warm-up)" if index < warmup else ""}: '
-                f'{seconds[-1]:.3f} s')
+        times = timed_steps(step, iters, warmup, sync=device_sync(device),
+                            before_timed=before_timed, after_step=after_step)
         memory = meter.read()
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_start
     finally:
         meter.close()
     peak = memory.get('cpu_peak_rss_mb', memory.get('cuda_peak_allocated_mb'))
-    result.update(seconds=seconds, cpu_seconds=cpu_seconds, memory_source=meter.source,
+    result.update(seconds=times.seconds, cpu_seconds=times.cpu_seconds, memory_source=meter.source,
                   minor_faults_per_step=faults / max(iters, 1),
                   memory_before_mb=before, **memory)
     if peak is not None:
