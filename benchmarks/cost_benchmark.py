@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from repl_mm.analysis import ParameterCount
-from repl_mm.analysis.cost_report import forward_flops, si_number
+from repl_mm.analysis.cost_report import forward_flops, ratio_text, si_number
 from repl_mm.analysis.step_timing import device_sync, timed_steps
 from repl_mm.analysis.synthetic import (backbone_input, backbone_step, framework_of,
                                         input_channels, input_shape, synthetic_batch)
@@ -431,10 +431,6 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
 
 
 # ---------------------------------------------------------------------------------- outputs
-def _x(value: Optional[float]) -> str:
-    return '' if value is None else f'{value:.2f}x'
-
-
 def _plan(repl: Optional[dict]) -> str:
     if not repl:
         return ''
@@ -472,13 +468,14 @@ def format_markdown(report: Dict[str, Any]) -> str:
         if v['skipped'] or not v['params']:
             continue
         ratios, params, flops = v['ratios'], v['params'], v['flops']
-        cells = [v['name'], v['description'],
-                 f'{params["backbone"]["trainable"]:,}', _x(ratios.get('trainable_backbone'))]
+        cells = [v['name'], v['description'], f'{params["backbone"]["trainable"]:,}',
+                 ratio_text(ratios.get('trainable_backbone'))]
         if not backbone_mode:
-            cells += [f'{params["model"]["trainable"]:,}', _x(ratios.get('trainable_model'))]
-        cells += [si_number(flops.get('backbone')), _x(ratios.get('flops_backbone'))]
+            cells += [f'{params["model"]["trainable"]:,}',
+                      ratio_text(ratios.get('trainable_model'))]
+        cells += [si_number(flops.get('backbone')), ratio_text(ratios.get('flops_backbone'))]
         if not backbone_mode:
-            cells += [si_number(flops.get('model')), _x(ratios.get('flops_model'))]
+            cells += [si_number(flops.get('model')), ratio_text(ratios.get('flops_model'))]
         cells.append(_plan(v['repl']))
         lines.append('| ' + ' | '.join(cells) + ' |')
     memory_key = 'CUDA max allocated' if settings['device'] == 'cuda' else 'peak RSS'
@@ -490,16 +487,16 @@ def format_markdown(report: Dict[str, Any]) -> str:
         if v['skipped'] or v['error']:
             continue
         t, m, r = v['time'], v['memory'], v['ratios']
-        time_ratio = _x(r.get('time'))
+        time_ratio = ratio_text(r.get('time'))
         if r.get('time_range'):
             time_ratio += f' ({r["time_range"][0]:.2f}-{r["time_range"][1]:.2f})'
         lines.append(
             f'| {v["name"]} | {t["median"]:.3f} | {t["q1"]:.3f}-{t["q3"]:.3f} | '
-            f'{t["min"]:.3f}-{t["max"]:.3f} | {time_ratio} | {_x(r.get("time_fastest"))} | '
+            f'{t["min"]:.3f}-{t["max"]:.3f} | {time_ratio} | {ratio_text(r.get("time_fastest"))} | '
             f'{t["cores_busy"]:.2f} | {t.get("minor_faults_per_step", 0):,.0f} | '
             f'{m.get("peak_mb", 0):,.0f} | '
-            f'{_x(r.get("peak_mb"))} | {m.get("training_mb", 0):,.0f} | '
-            f'{_x(r.get("training_mb"))} |')
+            f'{ratio_text(r.get("peak_mb"))} | {m.get("training_mb", 0):,.0f} | '
+            f'{ratio_text(r.get("training_mb"))} |')
     notes = [f'- {v["name"]}: not run ({v["skipped"]}).' for v in variants if v['skipped']]
     notes += [f'- {v["name"]}: failed ({v["error"]}).' for v in variants if v['error']]
     lines += ['', 'FLOPs: one image, eval-mode forward, as mmengine counts them (a multiply-add '

@@ -259,6 +259,11 @@ def si_number(value: Optional[float]) -> str:
     return str(round(value))
 
 
+def ratio_text(value: Optional[float], digits: int = 2) -> str:
+    """``1.2345`` -> ``'1.23x'`` (``digits`` decimals); ``''`` for ``None``."""
+    return '' if value is None else f'{value:.{digits}f}x'
+
+
 def format_markdown(report: CostReport) -> str:
     """The report as a markdown table with a heading and, if measured, a line of measurements."""
     h, w = report.input_shape
