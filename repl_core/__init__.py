@@ -3,8 +3,8 @@
 A replaced block keeps its structure and buffers but owns no weights: each of its parameter tensors
 is synthesised on every forward as ``P = a * P_prev + b * P_next`` from its neighbours' tensors.
 """
+from .activation_checkpointing import checkpoint_without_reentry, recompute_in_backward
 from .adapters import build_adapter
-from .checkpointing import checkpoint_without_reentry, recompute_in_backward
 from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients,
                            is_coefficient, is_replaced, replaced_blocks)
 from .errors import AdapterError, CheckpointMismatchError, PlanError, ReplError

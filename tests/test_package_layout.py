@@ -92,10 +92,10 @@ def test_a_missing_framework_is_skipped_and_named():
 def test_a_broken_module_is_not_hidden():
     """Before, ``import repl_mm`` caught any ImportError of ``repl_mm.engine`` and went on
     without it: the hooks were silently missing."""
-    result = run_python("import sys; sys.modules['repl_mm.engine.checkpoint'] = None\n"
+    result = run_python("import sys; sys.modules['repl_mm.engine.checkpoint_files'] = None\n"
                         "import repl_mm\n")
     assert result.returncode != 0
-    assert 'repl_mm.engine.checkpoint' in result.stderr.strip().splitlines()[-1]
+    assert 'repl_mm.engine.checkpoint_files' in result.stderr.strip().splitlines()[-1]
 
 
 def test_the_wheel_holds_the_package_only(tmp_path):

@@ -15,7 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 from repl_core import ReplError, parse_dict_literal
-from .checkpoint import check_checkpoint_file, read_checkpoint
+from .checkpoint_files import check_checkpoint_file, read_checkpoint
 
 
 class CfgOptionsAction(DictAction):

@@ -28,9 +28,9 @@ from repl_core import CheckpointMismatchError, PlanError
 from repl_core.plan import auto_candidates, choose_within_budget
 from repl_core.warm_start import BlockConversion, convert_from_plain
 from repl_mm.models import plain_model_cfg
-from .checkpoint import read_checkpoint, replaced_blocks_in, state_dict_in
+from .checkpoint_files import read_checkpoint, replaced_blocks_in, state_dict_in
 from .data_check import DataNotFoundError
-from .errors import explain_build_errors
+from .explain_errors import explain_build_errors
 from .fold_checkpoint import primitive
 
 

@@ -27,8 +27,8 @@ from mmengine.registry import MODELS, Registry, init_default_scope
 from repl_mm.models import plain_model_cfg
 from repl_core import COEFFICIENTS, ReplError, fold_replaced_blocks
 from repl_mm.version import __version__
-from .errors import explain_build_errors
-from .checkpoint import (load_state_strictly, read_checkpoint, replaced_blocks_in,
+from .explain_errors import explain_build_errors
+from .checkpoint_files import (load_state_strictly, read_checkpoint, replaced_blocks_in,
                          state_dict_in)
 
 _DROP = object()

@@ -40,7 +40,7 @@ class RepLBackboneMixin:
     (``repl_core.coefficient_steps``). Frozen blocks (``frozen_stages``) are never replaced:
     the default plan skips them and says so, an explicit plan naming one is refused. With
     ``with_cp=True``, the replaced blocks and their neighbours checkpoint without reentry
-    (``repl_core.checkpointing``: what DDP needs), the other blocks as upstream does;
+    (``repl_core.activation_checkpointing``: what DDP needs), the other blocks as upstream does;
     ``repl.recompute=True`` checkpoints the replaced blocks alone.
     """
 

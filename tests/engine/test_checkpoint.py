@@ -1,4 +1,4 @@
-"""Reading checkpoints (``repl_mm.engine.checkpoint``)."""
+"""Reading checkpoints (``repl_mm.engine.checkpoint_files``)."""
 import torch
 from mmengine.logging import MessageHub
 

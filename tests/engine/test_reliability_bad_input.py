@@ -16,8 +16,8 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from repl_mm.engine import trusted_checkpoint_globals
-from repl_mm.engine.errors import (CheckpointWriteError, CorruptCheckpointError, DiskFullError,
-                                   NonFiniteTrainingError, explain_errors)
+from repl_mm.engine.explain_errors import (CheckpointWriteError, CorruptCheckpointError,
+                                           DiskFullError, NonFiniteTrainingError, explain_errors)
 
 from reliability_configs.common import TINY, data_options, make_tiny_classification_data, run
 
