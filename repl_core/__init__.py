@@ -4,6 +4,7 @@ A replaced block keeps its structure and buffers but owns no weights: each of it
 is synthesised on every forward as ``P = a * P_prev + b * P_next`` from its neighbours' tensors.
 """
 from .adapters import build_adapter
+from .backward_pass import in_backward
 from .checkpointing import checkpoint_without_reentry, recompute_in_backward
 from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients,
                            is_coefficient, is_replaced, replaced_blocks)
@@ -18,7 +19,7 @@ from .settings import (ADAPTERS, GRANULARITIES, KINDS, LIGHT_NORMS, WARM_STARTS,
                        ReplacementConfig, default_warm_start, parse_dict_literal)
 from .state_dict_guard import StateDictGuard
 from .synthesis import (BackboneSynthesis, BlockSynthesis, NeighbourSynthesis,
-                        backbone_syntheses, block_syntheses, in_backward, synthesised_numel)
+                        backbone_syntheses, block_syntheses, synthesised_numel)
 from .warm_start import convert_from_plain, fit_to_weights
 
 __all__ = [

@@ -39,7 +39,6 @@ code, after a ``.data`` write) a tensor is synthesised on its own, with the same
 bit (the same kernels). Under ``torch.compile`` the block is traced tensor by tensor: the compiler
 fuses those kernels itself.
 """
-import contextlib
 import math
 import weakref
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -50,6 +49,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
 from . import flat_synthesis
+from .backward_pass import in_backward, outside_recomputation
 
 GRANULARITIES = ('tensor', 'channel', 'submodule')
 
@@ -193,31 +193,6 @@ def is_attached(owner: nn.Module, synthesis: NeighbourSynthesis) -> bool:
     return (isinstance(getattr(type(owner), name, None), property)
             and parametrize.is_parametrized(owner, name)
             and owner.parametrizations[name][0] is synthesis)
-
-
-def in_backward() -> bool:
-    """Whether autograd is running a backward pass (where checkpoints recompute)."""
-    return torch._C._current_graph_task_id() != -1
-
-
-def outside_recomputation():
-    """Inside a backward pass, a context in which the tensors autograd saves are kept as they are.
-
-    A checkpointed block recomputes its forward in the backward pass and must save exactly the
-    tensors its forward saved (torch checks their number and shapes). Its synthesised values came
-    from outside its forward (the backbone's node) or from before its checkpoint started (its own
-    pre-hook); when they must be made again during the recomputation (another forward of the
-    block ran in between and its backward has freed them: two crops before one backward), the
-    synthesis saves its inputs under these hooks, not the checkpoint's, so the recomputation
-    saves what the forward saved. Outside a backward pass: nothing.
-    """
-    if not in_backward():
-        return contextlib.nullcontext()
-    return torch.autograd.graph.saved_tensors_hooks(_keep, _keep)
-
-
-def _keep(tensor: Tensor) -> Tensor:
-    return tensor
 
 
 def _broadcast(coefficients: Tensor, dim: int) -> Tuple[Tensor, Tensor]:
