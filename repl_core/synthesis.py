@@ -41,15 +41,15 @@ fuses those kernels itself.
 """
 import math
 import weakref
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
-from . import flat_synthesis
 from .backward_pass import in_backward, outside_recomputation
+from .synthesis_kernels import SynthesiseTensors, synthesise_tensor
 
 GRANULARITIES = ('tensor', 'channel', 'submodule')
 
@@ -119,13 +119,7 @@ class NeighbourSynthesis(nn.Module):
             return value
         with outside_recomputation():
             p_prev, p_next = self.neighbour_tensors()
-            coefficients = self.coefficients()
-            # the kernels of the batched path, so both give the same bits (folding must not
-            # drift)
-            if uses_flat_synthesis((coefficients, p_prev, p_next)):
-                return flat_synthesis.synthesise([coefficients], [p_prev], [p_next])[0]
-            a, b = _broadcast(coefficients, p_prev.dim())
-            return torch.addcmul(p_prev * a, p_next, b)
+            return synthesise_tensor(self.coefficients(), p_prev, p_next)
 
     def right_inverse(self, value: Tensor) -> tuple:
         """Owns no tensors: the replaced block's own values are discarded."""
@@ -195,21 +189,11 @@ def is_attached(owner: nn.Module, synthesis: NeighbourSynthesis) -> bool:
             and owner.parametrizations[name][0] is synthesis)
 
 
-def _broadcast(coefficients: Tensor, dim: int) -> Tuple[Tensor, Tensor]:
-    """``a, b`` of a ``(2,)`` or ``(2, C_out)`` coefficient tensor, broadcastable to a tensor of
-    ``dim`` dims (per output channel: over the remaining dims)."""
-    a, b = coefficients[0], coefficients[1]
-    if a.dim() == 1:
-        a = a.view(-1, *([1] * (dim - 1)))
-        b = b.view(-1, *([1] * (dim - 1)))
-    return a, b
-
-
 class BlockSynthesis:
     """Synthesises all tensors of one replaced block (or light surrogate) at once, per forward.
 
     Registered on the block as a forward pre-hook, which evaluates every ``NeighbourSynthesis``
-    of the block in one ``_SynthesiseTensors`` call, and a forward hook. Inside the block's
+    of the block in one ``SynthesiseTensors`` call, and a forward hook. Inside the block's
     forward the parametrizations return those values. A forward with gradients keeps them until
     their backward has run, for a checkpointed block's recomputation in the backward pass (which
     must save the same tensors as the forward did), and serves them there only while every
@@ -316,7 +300,7 @@ def _distributed() -> bool:
 
 
 def synthesise_together(groups: Sequence[BlockSynthesis]) -> None:
-    """Synthesise every tensor of ``groups`` in one ``_SynthesiseTensors`` node; each group gets
+    """Synthesise every tensor of ``groups`` in one ``SynthesiseTensors`` node; each group gets
     its values, a new generation and the stamp of its sources."""
     coefficients, prevs, nexts, owners = [], [], [], []
     for group in groups:
@@ -327,7 +311,7 @@ def synthesise_together(groups: Sequence[BlockSynthesis]) -> None:
             nexts.append(p_next)
         group.generation += 1
         owners.append((weakref.ref(group), group.generation))
-    values = _SynthesiseTensors.apply(tuple(owners), len(prevs), *coefficients, *prevs, *nexts)
+    values = SynthesiseTensors.apply(tuple(owners), len(prevs), *coefficients, *prevs, *nexts)
     start = 0
     for group in groups:
         group.values = values[start:start + len(group.syntheses)]
@@ -338,7 +322,7 @@ def synthesise_together(groups: Sequence[BlockSynthesis]) -> None:
 class BackboneSynthesis:
     """Synthesises the tensors of all replaced blocks of a backbone at once, per forward.
 
-    A forward pre-hook on the backbone makes every block's values in one ``_SynthesiseTensors``
+    A forward pre-hook on the backbone makes every block's values in one ``SynthesiseTensors``
     node; each block's own pre-hook (``BlockSynthesis.synthesise``) then serves them inside its
     forward, if every tensor they were made from is unchanged, and a forward hook withdraws them
     when the backbone's forward ends (a block called on its own afterwards synthesises afresh,
@@ -388,105 +372,6 @@ class BackboneSynthesis:
     def _unhook(self) -> None:
         for handle in self.handles:
             handle.remove()
-
-
-class _SynthesiseTensors(torch.autograd.Function):
-    """``P_i = a_i * prev_i + b_i * next_i`` for all ``i`` of one or more blocks, as one node.
-
-    Inputs: ``owners``, ``(weak reference to a BlockSynthesis, generation)`` of each block whose
-    values these are (told when the backward has run: a strong reference would make a cycle
-    through the graph), ``n``, then the ``n`` coefficient tensors (``(2,)`` or ``(2, C_out)``,
-    one may repeat for shared keys), the ``n`` adapted previous and the ``n`` adapted next
-    tensors. On the CPU: forward two ``foreach`` operators; backward two ``foreach`` products
-    (neighbour gradients) and one dot product per tensor and side (coefficient gradients
-    ``<g_i, prev_i>``, ``<g_i, next_i>``, per tensor or per output channel). On CUDA, one flat
-    buffer (``flat_synthesis``). Nothing is saved but the inputs themselves.
-    """
-
-    @staticmethod
-    def forward(ctx, owners: tuple, n: int, *tensors: Tensor) -> Tuple[Tensor, ...]:
-        coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
-        ctx.flat = uses_flat_synthesis(tensors)
-        if ctx.flat:
-            values = flat_synthesis.synthesise(coefficients, prevs, nexts)
-        else:
-            a, b = zip(*(_broadcast(c, p.dim()) for c, p in zip(coefficients, prevs)))
-            values = torch._foreach_mul(prevs, a)
-            torch._foreach_addcmul_(values, nexts, b)
-        ctx.owners, ctx.n = owners, n
-        ctx.save_for_backward(*tensors)
-        ctx.set_materialize_grads(False)
-        return tuple(values)
-
-    @staticmethod
-    def backward(ctx, *grads: Optional[Tensor]) -> tuple:
-        n = ctx.n
-        tensors = ctx.saved_tensors
-        coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
-        needs = ctx.needs_input_grad[2:]
-        if ctx.flat:
-            result = flat_synthesis.backward(grads, coefficients, prevs, nexts, needs)
-        else:
-            result = _foreach_backward(grads, coefficients, prevs, nexts, needs)
-        for reference, generation in ctx.owners:
-            group = reference()
-            if group is not None:
-                group.backward_done(generation)
-        return (None, None, *result)
-
-
-#: device type -> whether tensors are synthesised as one flat buffer (``flat_synthesis``: a
-#: handful of kernels for any number of tensors) rather than with ``foreach`` operators over the
-#: tensors (one kernel per tensor where shapes differ, as on CUDA; on the CPU the same loop as
-#: synthesising each tensor on its own, so the CPU keeps that path)
-FLAT_SYNTHESIS: Dict[str, bool] = {'cuda': True}
-
-
-def uses_flat_synthesis(tensors: Sequence[Tensor]) -> bool:
-    """Whether ``tensors`` (coefficients, previous and next tensors) are synthesised flat: their
-    device type says so and they share one device and dtype."""
-    first = tensors[0]
-    return (FLAT_SYNTHESIS.get(first.device.type, False)
-            and all(t.device == first.device and t.dtype == first.dtype for t in tensors))
-
-
-def _foreach_backward(grads, coefficients, prevs, nexts, needs) -> List[Optional[Tensor]]:
-    """``_SynthesiseTensors``' input gradients with ``foreach`` products and dot products."""
-    n = len(prevs)
-    result: List[Optional[Tensor]] = [None] * (3 * n)
-    used = [i for i, g in enumerate(grads) if g is not None]
-    pairs = {i: _broadcast(coefficients[i], grads[i].dim()) for i in used}
-    for offset, pick in ((n, 0), (2 * n, 1)):  # neighbour gradients: a_i * g_i, b_i * g_i
-        wanted = [i for i in used if needs[offset + i]]
-        if wanted:
-            products = torch._foreach_mul([grads[i] for i in wanted],
-                                          [pairs[i][pick] for i in wanted])
-            for i, product in zip(wanted, products):
-                result[offset + i] = product
-    wanted = [i for i in used if needs[i]]
-    if wanted:
-        _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result)
-    return result
-
-
-def _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result) -> None:
-    """``result[i] = [<g_i, prev_i>, <g_i, next_i>]`` (per channel for ``(2, C_out)``), one dot
-    product per tensor and side; the ``(2,)`` ones stacked once."""
-    per_tensor = [i for i in wanted if coefficients[i].dim() == 1]
-    if per_tensor:
-        dots = []
-        for i in per_tensor:
-            flat = grads[i].reshape(-1)
-            dots += [torch.dot(flat, prevs[i].reshape(-1)),
-                     torch.dot(flat, nexts[i].reshape(-1))]
-        for i, row in zip(per_tensor, torch.stack(dots).view(-1, 2)):
-            result[i] = row
-    for i in wanted:  # (2, C_out) coefficients: per-channel dot products
-        if coefficients[i].dim() == 2:
-            flat = grads[i].reshape(grads[i].shape[0], -1)
-            result[i] = torch.stack([
-                torch.linalg.vecdot(flat, side.reshape(side.shape[0], -1))
-                for side in (prevs[i], nexts[i])])
 
 
 def block_syntheses(model: nn.Module) -> List[BlockSynthesis]:
