@@ -35,8 +35,9 @@ from .light import LightSpec, build_light_surrogate
 from .plan import BlockRef, ReplacementPlan, resolve_plan
 from .settings import ReplacementConfig
 from .state_dict_guard import StateDictGuard
+from .norm_rebuild import install_rebuild_hook
 from .synthesis import (BackboneSynthesis, BlockSynthesis, NeighbourSynthesis, attach,
-                        block_syntheses, coefficient_key, install_rebuild_hook)
+                        block_syntheses, coefficient_key)
 
 Log = Callable[[str], None]
 _default_log: Log = logging.getLogger(__name__).info

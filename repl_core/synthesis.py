@@ -150,37 +150,6 @@ def attach(owner: nn.Module, synthesis: NeighbourSynthesis) -> None:
         owner.affine = False  # owns no affine parameters; see the module docstring
 
 
-def carry_synthesis_over(module: nn.Module, name: str,
-                         submodule: Optional[nn.Module]) -> Optional[nn.Module]:
-    """Global module-registration hook: attach synthesis to a norm that a converter rebuilt.
-
-    A converter builds the new norm, then registers the old norm's children in it; one of them
-    is the old norm's ``parametrizations``. Returns the new norm's own ``parametrizations`` to
-    register instead, or ``None`` (nothing to do) for every other registration.
-    """
-    if name != 'parametrizations' or not isinstance(submodule, nn.ModuleDict):
-        return None
-    syntheses = [entry[0] for entry in submodule.values()
-                 if len(entry) and isinstance(entry[0], NeighbourSynthesis)]
-    if not syntheses or any(isinstance(getattr(type(module), s.target_name, None), property)
-                            for s in syntheses):
-        return None  # parametrize building its own dict, or an already parametrized module
-    for synthesis in syntheses:
-        attach(module, synthesis)
-    return module._modules['parametrizations']
-
-
-_rebuild_hook = []
-
-
-def install_rebuild_hook() -> None:
-    """Register ``carry_synthesis_over`` for the process (once)."""
-    if not _rebuild_hook:
-        _rebuild_hook.append(
-            torch.nn.modules.module.register_module_module_registration_hook(
-                carry_synthesis_over))
-
-
 def is_attached(owner: nn.Module, synthesis: NeighbourSynthesis) -> bool:
     """Whether ``owner.<target_name>`` is (still) computed by ``synthesis``."""
     name = synthesis.target_name
