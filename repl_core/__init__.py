@@ -18,8 +18,9 @@ from .replace import RemovedBlock, replace_blocks
 from .settings import (ADAPTERS, GRANULARITIES, KINDS, LIGHT_NORMS, WARM_STARTS,
                        ReplacementConfig, default_warm_start, parse_dict_literal)
 from .state_dict_guard import StateDictGuard
-from .synthesis import (BackboneSynthesis, BlockSynthesis, NeighbourSynthesis,
-                        backbone_syntheses, block_syntheses, synthesised_numel)
+from .synthesis import NeighbourSynthesis, synthesised_numel
+from .synthesis_batching import (BackboneSynthesis, BlockSynthesis, backbone_syntheses,
+                                 block_syntheses)
 from .warm_start import convert_from_plain, fit_to_weights
 
 __all__ = [

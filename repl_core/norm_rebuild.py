@@ -16,7 +16,7 @@ in the process). So ``carry_synthesis_over`` is registered there, once (``instal
 when a backbone is replaced), and acts on nothing but a ``parametrizations`` dict of
 ``NeighbourSynthesis`` registered in a module whose class is not parametrized. Should a tool move
 that child some other way, the block re-attaches its norms before its next forward, before its
-backbone synthesises and before folding (``synthesis.BlockSynthesis.reattach``).
+backbone synthesises and before folding (``synthesis_batching.BlockSynthesis.reattach``).
 """
 from typing import Optional
 

@@ -36,8 +36,8 @@ from .plan import BlockRef, ReplacementPlan, resolve_plan
 from .settings import ReplacementConfig
 from .state_dict_guard import StateDictGuard
 from .norm_rebuild import install_rebuild_hook
-from .synthesis import (BackboneSynthesis, BlockSynthesis, NeighbourSynthesis, attach,
-                        block_syntheses, coefficient_key)
+from .synthesis import NeighbourSynthesis, attach, coefficient_key
+from .synthesis_batching import BackboneSynthesis, BlockSynthesis, block_syntheses
 
 Log = Callable[[str], None]
 _default_log: Log = logging.getLogger(__name__).info

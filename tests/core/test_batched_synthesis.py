@@ -11,7 +11,7 @@ from mmengine.registry import MODELS, init_default_scope
 import repl_mm  # noqa: F401
 from conftest import loss_and_grads
 from repl_core import (backbone_syntheses, block_syntheses, fold_replaced_blocks,
-                       replaced_blocks, synthesis, synthesis_kernels)
+                       replaced_blocks, synthesis_batching, synthesis_kernels)
 
 VIT = dict(type='RepLVisionTransformer', img_size=32, patch_size=8,
            arch=dict(embed_dims=32, num_layers=5, num_heads=2, feedforward_channels=64))
@@ -103,7 +103,7 @@ def test_each_block_keeps_its_node_in_a_distributed_run(monkeypatch):
     apply = synthesis_kernels.SynthesiseTensors.apply
     monkeypatch.setattr(synthesis_kernels.SynthesiseTensors, 'apply',
                         staticmethod(lambda owners, n, *t: nodes.append(n) or apply(owners, n, *t)))
-    monkeypatch.setattr(synthesis, '_distributed', lambda: True)
+    monkeypatch.setattr(synthesis_batching, '_distributed', lambda: True)
     model = build(dict(type='RepLResNet', depth=50), dict(kind='fused'))
     loss_and_grads(model, torch.randn(2, 3, 64, 64))
     assert sorted(nodes) == sorted(len(g.syntheses) for g in block_syntheses(model))
@@ -237,7 +237,7 @@ def test_two_forwards_before_one_backward_with_activation_checkpointing(repl, di
     ``repl.recompute=True``. Before: the second forward's backward freed the values the first
     forward's recomputation needed, which then synthesised inside the recomputation:
     ``CheckpointError`` (fused kind)."""
-    monkeypatch.setattr(synthesis, '_distributed', lambda: distributed)
+    monkeypatch.setattr(synthesis_batching, '_distributed', lambda: distributed)
     init_default_scope('mmdet')
     views = [torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(i))
              for i in range(2)]
