@@ -20,10 +20,13 @@ The coefficients ``(a, b)`` are stored in the replaced block as ``repl_coefficie
 (shape ``(2,)`` or ``(2, C_out)``) and the adapters as ``repl_adapters[...]``; this module only
 points at them, so nothing is registered twice.
 
-Inside the block's forward (and in a checkpointed block's recomputation) a parametrization
-returns the value its block synthesised together with all others (``synthesis_batching``); read
-anywhere else (folding, warm start, user code, after a ``.data`` write) a tensor is synthesised on
-its own, with the same result, bit for bit (the same kernels, ``synthesis_kernels``).
+Inside its block's forward (and in a checkpointed block's recomputation) a parametrization
+returns the value made together with the other tensors of its block or backbone
+(``synthesis_batching``); read anywhere else (folding, warm start, user code, after a ``.data``
+write) a tensor is synthesised on its own, with the same result, bit for bit (the same kernels,
+``synthesis_kernels``). Imports go one way: ``synthesis_kernels`` <- ``synthesis`` <-
+``synthesis_batching`` and ``norm_rebuild``; a parametrization reaches its ``BlockSynthesis``
+through the attribute ``group``.
 """
 import math
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
