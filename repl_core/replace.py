@@ -32,10 +32,10 @@ from .adapters import build_adapter
 from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients)
 from .errors import PlanError, ReplError
 from .light import LightSpec, build_light_surrogate
+from .norm_rebuild import install_rebuild_hook
 from .plan import BlockRef, ReplacementPlan, resolve_plan
 from .settings import ReplacementConfig
 from .state_dict_guard import StateDictGuard
-from .norm_rebuild import install_rebuild_hook
 from .synthesis import NeighbourSynthesis, attach, coefficient_key
 from .synthesis_batching import BackboneSynthesis, BlockSynthesis, block_syntheses
 
