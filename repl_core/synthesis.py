@@ -42,8 +42,6 @@ from .synthesis_kernels import synthesise_tensor
 if TYPE_CHECKING:
     from .synthesis_batching import BlockSynthesis
 
-GRANULARITIES = ('tensor', 'channel', 'submodule')
-
 
 class NeighbourSynthesis(nn.Module):
     """Parametrization computing ``a * adapt_prev(P_prev) + b * adapt_next(P_next)``.
