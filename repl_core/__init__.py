@@ -5,6 +5,7 @@ is synthesised on every forward as ``P = a * P_prev + b * P_next`` from its neig
 """
 from .activation_checkpointing import checkpoint_without_reentry, recompute_in_backward
 from .adapters import build_adapter
+from .backward_pass import in_backward
 from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients,
                            is_coefficient, is_replaced, replaced_blocks)
 from .errors import AdapterError, CheckpointMismatchError, PlanError, ReplError
@@ -17,8 +18,9 @@ from .replace import RemovedBlock, replace_blocks
 from .settings import (ADAPTERS, GRANULARITIES, KINDS, LIGHT_NORMS, WARM_STARTS,
                        ReplacementConfig, default_warm_start, parse_dict_literal)
 from .state_dict_guard import StateDictGuard
-from .synthesis import (BackboneSynthesis, BlockSynthesis, NeighbourSynthesis,
-                        backbone_syntheses, block_syntheses, in_backward, synthesised_numel)
+from .synthesis import NeighbourSynthesis, synthesised_numel
+from .synthesis_batching import (BackboneSynthesis, BlockSynthesis, backbone_syntheses,
+                                 block_syntheses)
 from .warm_start import convert_from_plain, fit_to_weights
 
 __all__ = [

@@ -32,11 +32,12 @@ from .adapters import build_adapter
 from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients)
 from .errors import PlanError, ReplError
 from .light import LightSpec, build_light_surrogate
+from .norm_rebuild import install_rebuild_hook
 from .plan import BlockRef, ReplacementPlan, resolve_plan
 from .settings import ReplacementConfig
 from .state_dict_guard import StateDictGuard
-from .synthesis import (BackboneSynthesis, BlockSynthesis, NeighbourSynthesis, attach,
-                        block_syntheses, coefficient_key, install_rebuild_hook)
+from .synthesis import NeighbourSynthesis, attach, coefficient_key
+from .synthesis_batching import BackboneSynthesis, BlockSynthesis, block_syntheses
 
 Log = Callable[[str], None]
 _default_log: Log = logging.getLogger(__name__).info

@@ -18,8 +18,8 @@ from mmengine.registry import init_default_scope
 import repl_mm  # noqa: F401
 from conftest import loss_and_grads
 from repl_mm.analysis.synthetic import synthetic_runner
-from repl_core import (COEFFICIENTS, block_syntheses, fold_replaced_blocks,
-                          replaced_blocks, synthesis)
+from repl_core import (COEFFICIENTS, block_syntheses, fold_replaced_blocks, replaced_blocks,
+                       synthesis_kernels)
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 needs_cuda = pytest.mark.skipif(DEVICE != 'cuda', reason='needs a CUDA device')
@@ -77,7 +77,7 @@ def test_cuda_flat_synthesis_equals_per_tensor_reference(repl, channels_last):
     """On CUDA a backbone's replaced tensors are one flat buffer, and a tensor synthesised on its
     own (folding, warm start) takes the same kernels: the loss equals the per-tensor reference's
     bit for bit, the gradients to float64 rounding; the values keep the neighbours' layout."""
-    assert synthesis.FLAT_SYNTHESIS['cuda']
+    assert synthesis_kernels.FLAT_SYNTHESIS['cuda']
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = build(dict(type='RepLResNet', depth=50, repl=repl)).double()
