@@ -1,4 +1,4 @@
-"""The ``repl=dict(...)`` settings of a RepL backbone: every allowed value, every default, one check.
+"""The ``repl=dict(...)`` settings of a RepL backbone: every allowed value and default, one check.
 
 A config's ``repl`` dict passes here once, when the backbone is built
 (``ReplacementConfig.from_dict``): unknown keys, unknown values and combinations that cannot work

@@ -26,7 +26,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 from torch import nn
 
 from repl_core import (ReplError, checkpoint_without_reentry, recompute_in_backward,
-                          replaced_blocks)
+                       replaced_blocks)
 from repl_mm.models import plain_model_cfg
 from .synthetic import framework_of
 

@@ -161,9 +161,10 @@ def fold_checkpoint(cfg: Config, checkpoint_file: str, out_dir: str,
     settings = getattr(model.backbone, 'repl_config', None)  # None: not a RepL backbone
     if settings is not None and settings.kind != 'fused':
         raise ReplError(
-            f"repl.kind={settings.kind!r}: folding a light surrogate gives a small module of repl-mm "
-            f"(LightConvSurrogate / LightLinearSurrogate), not the plain block, so the folded "
-            f"model has no stock-framework config and inference with it still needs repl-mm. "
+            f"repl.kind={settings.kind!r}: folding a light surrogate gives a small module of "
+            f"repl-mm (LightConvSurrogate / LightLinearSurrogate), not the plain block, so the "
+            f"folded model has no stock-framework config and inference with it still needs "
+            f"repl-mm. "
             f"Evaluate the RepL checkpoint with repl-mm's tools/test.py instead.")
     with explain_build_errors(cfg.filename):
         plain = MODELS.build(plain_cfg.model).eval()

@@ -1,4 +1,4 @@
-"""``repl_core`` logs through Python's ``logging``; under OpenMMLab its lines belong in the run's log.
+"""``repl_core`` logs through Python's ``logging``; under OpenMMLab its lines go to the run's log.
 
 The mechanism knows nothing of mmengine, so it writes to the ``repl_core`` logger (what a replaced
 block's load did, how an optimizer steps the coefficients). ``route_core_logs`` forwards that
