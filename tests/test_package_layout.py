@@ -4,6 +4,11 @@ Layers, each importing only the ones below it: the mechanism, ``repl_core`` (its
 plain PyTorch) <- ``repl_mm.models`` <- the framework folders (``mmdet``, ``mmseg``,
 ``mmpretrain``) <- ``engine``; ``analysis`` and ``demo`` on top. The benchmarks live outside the
 packages.
+
+The tests mirror the packages: ``repl_core/<module>.py`` is tested in ``tests/core/test_<module>.py``,
+``repl_mm/<folder>/<module>.py`` in ``tests/<folder>/test_<module>.py`` and ``repl_mm/<module>.py``
+in ``tests/test_<module>.py``; tests of the command-line tools, the shipped configs and end-to-end
+runs have their own folders (``tests/tools``, ``tests/configs``, ``tests/integration``).
 """
 import ast
 import shutil
@@ -16,6 +21,42 @@ from conftest import ROOT
 
 LAYER = {'frameworks': 0, 'version': 0, 'models': 1, 'mmdet': 2, 'mmseg': 2,
          'mmpretrain': 2, 'engine': 3, 'analysis': 4, 'demo': 4}
+
+
+def mirrored_folders() -> dict:
+    """Each package folder (one with an ``__init__.py``) and the test folder that mirrors it."""
+    folders = {ROOT / 'repl_core': ROOT / 'tests' / 'core', ROOT / 'repl_mm': ROOT / 'tests'}
+    for init in sorted((ROOT / 'repl_mm').rglob('__init__.py')):
+        package = init.parent
+        if package != ROOT / 'repl_mm':
+            folders[package] = ROOT / 'tests' / package.relative_to(ROOT / 'repl_mm')
+    return folders
+
+
+def has_logic(path) -> bool:
+    """Whether a module defines a function or a class at its top level."""
+    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+               for node in ast.parse(path.read_text()).body)
+
+
+def test_every_module_with_logic_has_its_test_module():
+    missing = [f'{(tests / f"test_{module.stem}.py").relative_to(ROOT)} (for '
+               f'{module.relative_to(ROOT)})'
+               for package, tests in mirrored_folders().items()
+               for module in sorted(package.glob('*.py'))
+               if module.stem != '__init__' and has_logic(module)
+               and not (tests / f'test_{module.stem}.py').is_file()]
+    assert not missing, 'modules without their test module:\n' + '\n'.join(missing)
+
+
+def test_every_test_module_of_a_package_folder_is_named_after_one_of_its_modules():
+    """Tests of a theme (a tool, the configs, an end-to-end run) belong in tests/tools,
+    tests/configs or tests/integration, not beside the modules."""
+    stray = [f'{test.relative_to(ROOT)} (no {package.relative_to(ROOT)}/{test.stem[5:]}.py)'
+             for package, tests in mirrored_folders().items() if tests != ROOT / 'tests'
+             for test in sorted(tests.glob('test_*.py'))
+             if not (package / f'{test.stem[5:]}.py').is_file()]
+    assert not stray, 'test modules named after no module:\n' + '\n'.join(stray)
 
 
 def repl_mm_imports(path):
