@@ -17,10 +17,12 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
 import repl_mm  # noqa: F401
-from repl_core import COEFFICIENTS, CheckpointMismatchError, PlanError, replaced_blocks
+from repl_core import (COEFFICIENTS, CheckpointMismatchError, PlanError, ReplacementConfig,
+                       replace_blocks, replaced_blocks)
 from repl_mm.models import plain_model_cfg
 
 from conftest import perturb
+from toy_net import ToyNet, conv_net, replaced_toy
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -147,3 +149,47 @@ def test_a_checkpoint_loads_exactly_where_its_settings_give_the_models_function(
                     load(path, model, state, file)
                 after = model.state_dict()
                 assert all(torch.equal(after[k], v) for k, v in before.items()), case
+
+
+def test_loading_plain_state_dict_drops_replaced_weights_and_logs_once():
+    messages = []
+    torch.manual_seed(0)
+    net = ToyNet()
+    replace_blocks(net, [('blocks', 'blocks')], ReplacementConfig(warm_start=False),
+                   log=messages.append)
+    plain = ToyNet().state_dict()
+    result = net.load_state_dict(plain, strict=False)
+    assert result.unexpected_keys == []
+    assert sorted(result.missing_keys) == sorted(  # the settings are the model's own
+        k for k, _ in net.named_parameters() if COEFFICIENTS in k)
+    assert len(messages) == 1 and 'blocks.1, blocks.3' in messages[0]
+    torch.testing.assert_close(net.blocks[0].conv.weight, plain['blocks.0.conv.weight'])
+    torch.testing.assert_close(net.blocks[1].bn.running_var, plain['blocks.1.bn.running_var'])
+    torch.testing.assert_close(net.blocks[1].repl_coefficients['conv_weight'],
+                               torch.tensor([0.5, 0.5]))
+
+
+def test_loading_another_plan_fails_clearly():
+    net, _ = replaced_toy()
+    other = ToyNet(depth=5)
+    replace_blocks(other, [('blocks', 'blocks')], ReplacementConfig(blocks={'blocks': [2]}))
+    with pytest.raises(CheckpointMismatchError) as error:
+        other.load_state_dict(net.state_dict(), strict=False)
+    assert error.value.checkpoint_blocks == ['blocks.1', 'blocks.3']
+    assert error.value.model_blocks == ['blocks.2']
+    channel, _ = replaced_toy(granularity='channel')
+    with pytest.raises(CheckpointMismatchError) as error:
+        channel.load_state_dict(net.state_dict())
+    assert (error.value.checkpoint_spec.granularity, error.value.model_spec.granularity) == \
+        ('tensor', 'channel')
+
+
+def test_checkpoint_of_the_other_light_norm_is_refused():
+    # the two conv surrogates share the extra state (kind, granularity, adapter) but not their
+    # coefficient keys: loading one into the other would leave its coefficients at their init
+    state = conv_net(kind='light', light_norm='weight').state_dict()
+    net = conv_net(kind='light')
+    with pytest.raises(CheckpointMismatchError, match='repl.light_norm') as error:
+        net.load_state_dict(state, strict=False)
+    assert error.value.checkpoint_keys == ['scale', 'shift', 'weight']
+    assert error.value.model_keys == ['conv_weight', 'norm_bias', 'norm_weight']

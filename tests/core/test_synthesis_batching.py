@@ -9,9 +9,9 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401
+from repl_core import backbone_syntheses, block_syntheses, replaced_blocks, synthesis
+
 from conftest import loss_and_grads
-from repl_core import (backbone_syntheses, block_syntheses, fold_replaced_blocks,
-                          replaced_blocks, synthesis)
 
 VIT = dict(type='RepLVisionTransformer', img_size=32, patch_size=8,
            arch=dict(embed_dims=32, num_layers=5, num_heads=2, feedforward_channels=64))
@@ -164,14 +164,6 @@ def test_non_reentrant_checkpoint_inside_the_block(monkeypatch):
     _, cp_grads = loss_and_grads(twin, x)
     for name, grad in grads.items():
         torch.testing.assert_close(cp_grads[name], grad, rtol=1e-9, atol=1e-15, msg=name)
-
-
-def test_folding_unhooks_the_block():
-    model = build(dict(type='RepLResNet', depth=50), dict(kind='fused'))
-    fold_replaced_blocks(model)
-    assert not block_syntheses(model)
-    for module in model.modules():
-        assert not module._forward_pre_hooks and not module._forward_hooks
 
 
 # operators that launch no kernel: views and allocations

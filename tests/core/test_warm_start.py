@@ -1,16 +1,21 @@
 """Starting RepL backbones of each framework from a pretrained plain one (``repl.warm_start``):
 ``'identity'`` computes exactly the network without the replaced blocks, ``'activations'``
 fits the blocks to the plain network's activations and re-measures their norm statistics."""
+import copy
+
 import pytest
 import torch
 from mmengine.registry import MODELS, init_default_scope
+from torch import nn
 
 import repl_mm  # noqa: F401
-from repl_core import COEFFICIENTS, PlanError, ReplError, replaced_blocks
+from repl_core import (COEFFICIENTS, PlanError, ReplacementConfig, ReplError, replace_blocks,
+                       replaced_blocks)
 from repl_core.conversion import convert_from_plain
 from repl_mm.models import plain_model_cfg
 
 from conftest import perturb
+from toy_net import ToyNet
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -140,3 +145,55 @@ def test_bad_conversion_options_are_named(repl, message):
     scope, cfg, _ = CASES['mmdet-resnet']
     with pytest.raises((ReplError, PlanError), match=message):
         build(scope, cfg, **repl)
+
+
+@pytest.mark.parametrize('granularity', ['tensor', 'channel', 'submodule'])
+def test_warm_start_fits_coefficients_to_pretrained_weights(granularity):
+    torch.manual_seed(0)
+    pretrained = ToyNet()
+    with torch.no_grad():  # block 1 is exactly 0.3 * block 0 + 0.7 * block 2, block 3 is not
+        for name, param in pretrained.blocks[1].named_parameters():
+            param.copy_(0.3 * pretrained.blocks[0].get_parameter(name)
+                        + 0.7 * pretrained.blocks[2].get_parameter(name))
+    messages = []
+    net = ToyNet()
+    replace_blocks(net, [('blocks', 'blocks')],
+                   ReplacementConfig(granularity=granularity, warm_start='weights'),
+                   log=messages.append)
+    result = net.load_state_dict(pretrained.state_dict(), strict=True)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    for name, param in pretrained.blocks[1].named_parameters():
+        owner, tensor = name.split('.')
+        torch.testing.assert_close(getattr(net.blocks[1].get_submodule(owner), tensor), param,
+                                   atol=1e-5, rtol=1e-4)
+    assert len(messages) == 1
+    assert 'blocks.1 0.000' in messages[0] and 'blocks.3 0.' in messages[0]
+    assert 'blocks.3 0.000' not in messages[0]
+
+
+class BiasFreeBlock(nn.Module):
+    """A residual MLP block without biases: its branch ends in ``branch.2.weight``."""
+
+    def __init__(self, dim: int = 4) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(nn.Linear(dim, dim, bias=False), nn.ReLU(),
+                                    nn.Linear(dim, dim, bias=False))
+
+    def forward(self, x):
+        return x + self.branch(x)
+
+
+def test_identity_start_without_a_gradient_is_refused_with_every_way_out():
+    """One 'submodule' pair weighs the whole branch: zero, the branch's output is O(c^2) when no
+    bias ends it, so the pair would never move."""
+    net = nn.Module()
+    net.blocks = nn.Sequential(*[BiasFreeBlock() for _ in range(3)])
+    plain = copy.deepcopy(net).state_dict()
+    replace_blocks(net, [('blocks', 'blocks')], ReplacementConfig.from_dict(
+        dict(granularity='submodule', warm_start='identity')),
+        residual_ends=lambda block: ['branch.2.weight'])
+    with pytest.raises(ReplError, match=r"\['branch'\] also weigh tensors inside it and no bias "
+                                        r"ends it.*granularity='tensor' or 'channel'.*"
+                                        r"warm_start='weights'.*warm_start='activations'.*"
+                                        r'warm_start=False'):
+        net.load_state_dict(plain, strict=False)
