@@ -1,12 +1,14 @@
 """What the tests share: the repository root, running tools as a user would, reading what they
 print and write, log capture, generated demo data."""
 import contextlib
+import importlib.util
 import io
 import json
 import logging
 import os
 import re
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +148,26 @@ def process_group(tmp_path):
                             world_size=1)
     yield
     dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _run_from_file(rank: int, path: str, function: str, *args) -> None:
+    spec = importlib.util.spec_from_file_location(f'spawned_{Path(path).stem}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    getattr(module, function)(rank, *args)
+
+
+def spawn(function, args: tuple, nprocs: int) -> None:
+    """``torch.multiprocessing.spawn(function, args, nprocs)`` for a function of a test module:
+    test modules are imported by path (``--import-mode=importlib``), not by a name a spawned
+    process could import, so each process loads the function's module from its file."""
+    import torch.multiprocessing as mp
+    mp.spawn(_run_from_file, args=(function.__code__.co_filename, function.__name__, *args),
+             nprocs=nprocs)

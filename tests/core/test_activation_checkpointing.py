@@ -1,14 +1,20 @@
 """repl.recompute=True: replaced blocks keep only their inputs for the backward pass, and training
 follows the same trajectory, bit for bit (parameters, coefficients, norm statistics)."""
 import copy
+import os
 
 import pytest
 import torch
+import torch.distributed as dist
 from mmdet.registry import MODELS
+from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_core import ReplError, replaced_blocks
+from repl_core import COEFFICIENTS, ReplError, replaced_blocks
+
+from conftest import free_port, spawn
+from mm_cases import SMALL_RESNETS, SMALL_SWIN, backbone_outputs, build_backbone
 
 init_default_scope('mmdet')
 
@@ -114,3 +120,33 @@ def test_norms_rebuilt_by_sync_bn_converters_count_each_batch_once():
         for module in block.modules():
             if hasattr(module, 'num_batches_tracked'):
                 assert module.num_batches_tracked.item() == 3, name
+
+
+def _ddp_steps(rank: int, port: int, scope: str, cfg: dict) -> None:
+    """One process of a 2-process DDP run: mmengine's default wrapper, two backward passes."""
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = MMDistributedDataParallel(build_backbone(scope, cfg), device_ids=None)
+        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(rank))
+        for _ in range(2):
+            sum(o.square().mean() for o in backbone_outputs(model, x)).backward()
+        coefficient = next(p for n, p in model.named_parameters() if COEFFICIENTS in n)
+        grads = [torch.zeros_like(coefficient.grad) for _ in range(2)]
+        dist.all_gather(grads, coefficient.grad)
+        assert torch.equal(grads[0], grads[1]), 'gradients were not all-reduced'
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('scope, cfg', [
+    ('mmdet', dict(SMALL_RESNETS['mmdet'], with_cp=True)),
+    ('mmseg', dict(SMALL_SWIN, with_cp=True)),
+    pytest.param('mmdet', dict(SMALL_RESNETS['mmdet'], with_cp=True, repl=dict(kind='light')),
+                 marks=pytest.mark.slow),
+])
+def test_ddp_with_activation_checkpointing(scope, cfg):
+    """Before: "Expected to mark a variable ready only once" at the first backward."""
+    spawn(_ddp_steps, args=(free_port(), scope, cfg), nprocs=2)

@@ -12,19 +12,22 @@ parameter bit for bit.
 """
 import copy
 import os
-import socket
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, PARAM_SCHEDULERS, init_default_scope
 
 import repl_mm  # noqa: F401
 from repl_core import COEFFICIENTS, ReplError
+
+from conftest import free_port, spawn
+from mm_cases import SMALL_RESNETS, build_backbone
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -474,12 +477,6 @@ def test_muon_with_a_second_optimizer_as_documented():
     assert all(not torch.equal(p, start[n]) for n, p in named if COEFFICIENTS in n)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _distributed_steps(rank: int, port: int, results) -> None:
     """One of two gloo processes with the same data: DDP and ZeRO against the single-process
     reference (the all-reduced mean of equal gradients is the gradient itself, bit for bit)."""
@@ -509,5 +506,30 @@ def test_ddp_and_zero_redundancy_optimizer():
     """Before: ZeroRedundancyOptimizer applied lr_mult twice (4 gave a 16x update), once in its
     own step and once in its inner optimizer's."""
     results = mp.Manager().dict()
-    mp.spawn(_distributed_steps, args=(free_port(), results), nprocs=2)
+    spawn(_distributed_steps, args=(free_port(), results), nprocs=2)
     assert dict(results) == {0: (True, True), 1: (True, True)}
+
+
+@pytest.mark.parametrize('optimizer', [
+    dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01),
+    dict(type='AdamW', lr=0.1, weight_decay=0.05),
+    dict(type='Adam', lr=0.1, weight_decay=0.01),
+    dict(type='RMSprop', lr=0.1, weight_decay=0.01),
+    dict(type='NAdam', lr=0.1, weight_decay=0.01, decoupled_weight_decay=True),
+])
+def test_no_weight_decay_on_coefficients_without_a_config_line(optimizer):
+    """Zero gradients everywhere: the optimizer's decay moves every weight but no coefficient."""
+    from mmengine.optim import build_optim_wrapper
+    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'])
+    wrapper = build_optim_wrapper(model, dict(optimizer=optimizer))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    for _ in range(5):
+        wrapper.step()
+    after = dict(model.named_parameters())
+    for name, value in before.items():
+        if COEFFICIENTS in name:
+            assert torch.equal(after[name], value), name
+    weight = 'layer1.0.conv1.weight'
+    assert (after[weight] - before[weight]).abs().max() > 1e-3 * before[weight].abs().max()

@@ -3,9 +3,11 @@ import pytest
 import torch
 from torch import nn
 
+import repl_mm  # noqa: F401
 from repl_core import (COEFFICIENTS, PlanError, ReplacementConfig, ReplError, replace_blocks,
                        synthesised_numel)
 
+from mm_cases import SMALL_RESNETS, build_backbone
 from toy_net import Bottleneck, ToyNet, conv_net, replaced_toy
 
 
@@ -86,3 +88,19 @@ def test_removed_kind_deletes_the_planned_blocks():
     torch.testing.assert_close(net.blocks[1](x), x)
     assert sum(p.numel() for p in net.parameters()) == 3 * sum(
         p.numel() for p in Bottleneck().parameters())
+
+
+def test_frozen_norm_affines_stay_frozen_in_replaced_blocks():
+    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'], norm_cfg=dict(type='BN', requires_grad=False))
+    block = model.layer3[1]
+    trains = {k: p.requires_grad for k, p in block.repl_coefficients.items()}
+    assert trains == {'conv1_weight': True, 'bn1_weight': False, 'bn1_bias': False,
+                      'conv2_weight': True, 'bn2_weight': False, 'bn2_bias': False,
+                      'conv3_weight': True, 'bn3_weight': False, 'bn3_bias': False}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    norms = {n: block.get_submodule(n).weight.detach().clone() for n in ('bn1', 'bn2', 'bn3')}
+    conv = block.conv2.weight.detach().clone()
+    sum(o.mean() for o in model(torch.randn(2, 3, 32, 32))).backward()
+    optimizer.step()
+    assert all(torch.equal(block.get_submodule(n).weight, w) for n, w in norms.items())
+    assert not torch.equal(block.conv2.weight, conv)

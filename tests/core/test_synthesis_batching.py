@@ -12,6 +12,7 @@ import repl_mm  # noqa: F401
 from repl_core import backbone_syntheses, block_syntheses, replaced_blocks, synthesis
 
 from conftest import loss_and_grads
+from mm_cases import SMALL_RESNETS, backbone_outputs, build_backbone
 
 VIT = dict(type='RepLVisionTransformer', img_size=32, patch_size=8,
            arch=dict(embed_dims=32, num_layers=5, num_heads=2, feedforward_channels=64))
@@ -246,3 +247,16 @@ def test_two_forwards_before_one_backward_with_activation_checkpointing(repl, di
     assert grads[1].keys() == grads[0].keys()
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_synthesised_values_are_never_stale_after_a_data_write():
+    """mmengine's EMA swap and fused optimizers write parameters through ``.data``, which leaves
+    their version counters alone."""
+    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'])
+    block = model.layer3[1]
+    backbone_outputs(model, torch.randn(2, 3, 32, 32))  # a forward with grad: its values are held
+    prev, nxt = block.conv2.parametrizations.weight[0].neighbours
+    prev.weight.data.copy_(torch.randn_like(prev.weight))
+    a, b = block.repl_coefficients['conv2_weight'].detach()
+    torch.testing.assert_close(block.conv2.weight, a * prev.weight + b * nxt.weight,
+                               rtol=0, atol=0)

@@ -1,6 +1,5 @@
 """Distributed training on CPU: 2 gloo processes through tools/dist_train.sh, a SyncBN config,
 identical replicas, and a 2-process checkpoint resumed by 1 process."""
-import socket
 import sys
 
 import torch
@@ -8,17 +7,11 @@ import torch
 from repl_mm.engine import trusted_checkpoint_globals
 from repl_mm.engine.hooks.nan_guard_hook import first_replica_mismatch, parameter_checksums
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from reliability_configs.common import (HERE, data_options, make_tiny_classification_data, run,
                                         run_command)
 
 SYNCBN = str(HERE / 'cifar_repl_tiny_syncbn.py')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def test_replica_checksums_see_a_one_ulp_difference():
