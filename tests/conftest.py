@@ -171,3 +171,31 @@ def spawn(function, args: tuple, nprocs: int) -> None:
     import torch.multiprocessing as mp
     mp.spawn(_run_from_file, args=(function.__code__.co_filename, function.__name__, *args),
              nprocs=nprocs)
+
+
+# a tiny mmpretrain classifier (32x32 inputs) for the analysis tools and tools/fold.py
+CLASSIFIER = '''
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['repl_mm'], allow_failed_imports=False)
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='{backbone}', depth={depth}, zero_init_residual=False{extra}),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels={channels},
+              loss=dict(type='CrossEntropyLoss')))
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.5, momentum=0.9, weight_decay=1e-4),
+    paramwise_cfg=dict(custom_keys={{'repl_coefficients': dict(decay_mult=0.)}}))
+train_dataloader = dict(batch_size=4)
+test_pipeline = [dict(type='PackInputs')]
+test_dataloader = dict(batch_size=4, dataset=dict(type='CIFAR10', data_root='data/cifar10',
+                                                   test_mode=True, pipeline=test_pipeline))
+custom_hooks = [dict(type='ReplCheckpointHook'), dict(type='TrainingCostHook')]
+'''
+
+
+def write_config(path, backbone: str, depth: int = 20, channels: int = 64, extra: str = ''):
+    """Write ``CLASSIFIER`` with this backbone (``extra``: more backbone arguments) to ``path``."""
+    path.write_text(CLASSIFIER.format(backbone=backbone, depth=depth, channels=channels,
+                                      extra=extra))
+    return path
