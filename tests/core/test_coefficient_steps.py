@@ -24,9 +24,10 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, PARAM_SCHEDULERS, init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_core import COEFFICIENTS, ReplError
+from repl_core import COEFFICIENTS, ReplError, replaced_blocks
 
 from conftest import free_port, spawn
+from cuda_cases import CIFAR_CLASSIFIER, build_mmpretrain, classifier_batch, needs_cuda
 from mm_cases import SMALL_RESNETS, build_backbone
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -533,3 +534,62 @@ def test_no_weight_decay_on_coefficients_without_a_config_line(optimizer):
             assert torch.equal(after[name], value), name
     weight = 'layer1.0.conv1.weight'
     assert (after[weight] - before[weight]).abs().max() > 1e-3 * before[weight].abs().max()
+
+
+@needs_cuda
+def test_amp_optim_wrapper_trains_coefficients_and_neighbours():
+    """fp16 autocast with dynamic loss scaling: the loss stays finite, the coefficients and the
+    neighbours' weights move, and every parameter stays fp32."""
+    torch.manual_seed(0)
+    model = build_mmpretrain(CIFAR_CLASSIFIER).cuda()
+    wrapper = build_optim_wrapper(model, dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                                              optimizer=dict(type='SGD', lr=0.1, momentum=0.9)))
+    [(path, block)] = list(replaced_blocks(model.backbone))[:1]
+    coefficients = {n: c.detach().clone() for n, c in getattr(block, COEFFICIENTS).items()}
+    neighbour = dict(model.backbone.named_parameters())
+    before = {n: p.detach().clone() for n, p in neighbour.items() if 'layer1.0.' in n}
+    model.train()
+    losses = []
+    for step in range(6):
+        data = model.data_preprocessor(classifier_batch(seed=step), True)
+        with wrapper.optim_context(model):
+            loss = sum(model(**data, mode='loss').values())
+        wrapper.update_params(loss)
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    moved = [n for n, c in getattr(block, COEFFICIENTS).items()
+             if not torch.equal(c.detach(), coefficients[n])]
+    assert moved, f'no coefficient of {path} changed under AMP'
+    assert any(not torch.equal(neighbour[n].detach(), before[n]) for n in before)
+
+
+@needs_cuda
+@pytest.mark.parametrize('optimizer', [dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01),
+                                       dict(type='AdamW', lr=0.01, weight_decay=0.05)])
+def test_amp_optim_wrapper_steps_coefficients_as_paramwise_cfg(optimizer, monkeypatch):
+    """The coefficient-steps contract under ``AmpOptimWrapper`` (GradScaler's unscale and skipped
+    steps around the optimizer's): bit for bit the ``paramwise_cfg`` run, with deterministic
+    kernels (tests/core/test_coefficient_steps.py is the CPU matrix)."""
+    monkeypatch.setattr(torch.backends.cudnn, 'deterministic', True)
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
+    runs = []
+    for reference in (False, True):
+        torch.manual_seed(0)
+        cfg = copy.deepcopy(CIFAR_CLASSIFIER)
+        cfg['backbone']['repl'] = dict(coefficient_lr_mult=1.0 if reference else 4.0)
+        model = build_mmpretrain(cfg).cuda()
+        wrapper_cfg = dict(type='AmpOptimWrapper', loss_scale='dynamic', optimizer=optimizer)
+        if reference:
+            wrapper_cfg['paramwise_cfg'] = dict(custom_keys={COEFFICIENTS: dict(
+                decay_mult=0., lr_mult=4.0)})
+        wrapper = build_optim_wrapper(model, wrapper_cfg)
+        model.train()
+        for step in range(4):
+            data = model.data_preprocessor(classifier_batch(seed=step), True)
+            with wrapper.optim_context(model):
+                loss = sum(model(**data, mode='loss').values())
+            wrapper.update_params(loss)
+        runs.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    different = [n for n in runs[1] if not torch.equal(runs[0][n], runs[1][n])]
+    assert not different, different[:4]

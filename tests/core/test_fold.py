@@ -5,8 +5,9 @@ from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
 import repl_mm  # noqa: F401
-from repl_core import COEFFICIENTS, block_syntheses, fold_replaced_blocks
+from repl_core import COEFFICIENTS, block_syntheses, fold_replaced_blocks, replaced_blocks
 
+from cuda_cases import DEVICE, build_mmpretrain
 from toy_net import Bottleneck, conv_net
 
 
@@ -40,3 +41,24 @@ def test_folding_unhooks_the_block():
     assert not block_syntheses(model)
     for module in model.modules():
         assert not module._forward_pre_hooks and not module._forward_hooks
+
+
+@pytest.mark.parametrize('kind', ['fused', 'light'])
+def test_cuda_outputs_equal_cpu_outputs_and_fold(kind):
+    """``.cuda()`` moves the neighbour references with the model: the GPU forward equals the CPU
+    one, and folding on the GPU keeps the outputs."""
+    torch.manual_seed(0)
+    backbone = build_mmpretrain(dict(type='RepLResNet', depth=50, repl=dict(kind=kind)))
+    backbone.eval()  # mmpretrain's ResNet.train returns None: no chaining
+    inputs = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = backbone(inputs)
+        gpu = backbone.to(DEVICE)
+        outputs = gpu(inputs.to(DEVICE))
+        for out, ref in zip(outputs, expected):
+            assert out.device.type == DEVICE
+            torch.testing.assert_close(out.cpu(), ref, rtol=1e-3, atol=1e-3)
+        fold_replaced_blocks(gpu)
+        assert not list(replaced_blocks(gpu))
+        for out, ref in zip(gpu(inputs.to(DEVICE)), outputs):
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

@@ -6,10 +6,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import repl_mm  # noqa: F401
 from repl_core import (COEFFICIENTS, LightConvSurrogate, LightLinearSurrogate, LightSpec,
                        NormFreeLightConvSurrogate, PlanError, ReplacementConfig, ReplError,
-                       is_replaced, replace_blocks)
+                       is_replaced, replace_blocks, replaced_blocks)
 
+from cuda_cases import build_mmpretrain, needs_cuda
 from toy_net import Bottleneck, Encoder, conv_net
 
 
@@ -142,3 +144,32 @@ def test_light_norm_is_for_conv_surrogates():
                        ReplacementConfig(kind='light', light_norm='weight'),
                        light_spec=lambda block: LightSpec('linear', 'attn.out_proj.weight', 'ln1',
                                                           bias='attn.out_proj.bias'))
+
+
+@needs_cuda
+@pytest.mark.parametrize('light_norm', ['batch', 'weight'])
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
+def test_cuda_light_surrogate_under_autocast_channels_last(dtype, light_norm):
+    """The light surrogate under autocast on channels-last input: close to fp32, and the
+    backbone trains (finite coefficient gradients)."""
+    torch.manual_seed(0)
+    model = build_mmpretrain(dict(type='RepLResNet', depth=50,
+                       repl=dict(kind='light', light_norm=light_norm)))
+    model = model.to('cuda', memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 64, device='cuda').to(memory_format=torch.channels_last)
+    surrogate = model.layer1[1]
+    features = torch.rand(2, 256, 16, 16, device='cuda').to(memory_format=torch.channels_last)
+    surrogate.eval()  # the batch-norm surrogate: running statistics, the same in both
+    with torch.no_grad():
+        expected = surrogate(features)
+        with torch.autocast('cuda', dtype=dtype):
+            out = surrogate(features)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.02)
+    surrogate.train()
+    with torch.autocast('cuda', dtype=dtype):
+        outputs = model(x)
+    sum(o.float().square().mean() for o in outputs).backward()
+    for _, block in replaced_blocks(model):
+        for name, p in getattr(block, COEFFICIENTS).items():
+            assert torch.isfinite(p.grad).all(), name

@@ -16,6 +16,8 @@ from repl_core import COEFFICIENTS, replaced_blocks, synthesised_numel
 from repl_mm.analysis.synthetic import SyntheticDataset, synthetic_runner
 from repl_mm.engine.hooks import TrainingCostHook
 
+from cuda_cases import CIFAR_CLASSIFIER, needs_cuda
+
 MIB = 1024 * 1024
 
 
@@ -139,3 +141,24 @@ def test_hook_logs_the_memory_ledger_at_its_interval(tmp_path):
         assert line['cost/ledger/flops_backward'] > line['cost/ledger/flops_forward'] > 0
         steps.append(line['cost/ledger/step_s'])
     assert steps[0] == steps[1] and steps[1] != steps[2]  # iteration 4 logged anew
+
+
+@needs_cuda
+def test_training_cost_hook_logs_cuda_memory(tmp_path):
+    """On CUDA the hook logs torch's max allocated / reserved memory (reset after each read)."""
+    from mmengine.config import Config
+    cfg = Config(dict(default_scope='mmpretrain', model=CIFAR_CLASSIFIER,
+                      optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+                      train_dataloader=dict(batch_size=8),
+                      test_dataloader=dict(dataset=dict(type='CIFAR10', pipeline=[]))))
+    runner = synthetic_runner(cfg, str(tmp_path), max_iters=3, log_interval=1,
+                              custom_hooks=[dict(type='TrainingCostHook')])
+    runner.train()
+    assert next(runner.model.parameters()).device.type == 'cuda'
+    [log_file] = glob.glob(osp.join(str(tmp_path), '*', 'vis_data', 'scalars.json'))
+    lines = [json.loads(line) for line in open(log_file)]
+    for line in lines:
+        assert 0 < line['cost/cuda_peak_allocated_mb'] <= line['cost/cuda_peak_reserved_mb']
+        assert 'cost/cpu_peak_rss_mb' not in line
+    weights_mb = sum(p.numel() * 4 for p in runner.model.parameters()) / 2**20
+    assert lines[-1]['cost/cuda_peak_allocated_mb'] >= weights_mb
