@@ -199,3 +199,27 @@ def write_config(path, backbone: str, depth: int = 20, channels: int = 64, extra
     path.write_text(CLASSIFIER.format(backbone=backbone, depth=depth, channels=channels,
                                       extra=extra))
     return path
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """Run ``python -c CODE`` in a fresh interpreter; return the finished process."""
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300)
+
+
+def tiny_runner(work_dir, data, **options):
+    """The tiny RepL CIFAR config (tests/reliability_configs) on ``data``, 4 iterations with a
+    checkpoint every 2 (``options`` override): its config and an in-process ``Runner``."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from reliability_configs.common import TINY
+    cfg = Config.fromfile(TINY)
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.data_root': str(data),
+        'val_dataloader.dataset.data_root': str(data), 'work_dir': str(work_dir),
+        'experiment_name': f'{work_dir.parent.name}_{work_dir.name}',
+        'train_cfg.max_iters': 4, 'train_cfg.val_interval': 10,
+        'default_hooks.checkpoint.interval': 2, 'default_hooks.checkpoint.max_keep_ckpts': 1,
+        'randomness.deterministic': False, **options})
+    return cfg, Runner.from_cfg(cfg)

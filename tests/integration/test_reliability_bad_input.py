@@ -10,15 +10,14 @@ import shutil
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
 from repl_mm.engine import trusted_checkpoint_globals
 from repl_mm.engine.errors import (CheckpointWriteError, CorruptCheckpointError, DiskFullError,
                                    NonFiniteTrainingError, explain_errors)
 
+from conftest import tiny_runner
 from reliability_configs.common import TINY, data_options, make_tiny_classification_data, run
 
 DEMO = 'configs/demo/mask_rcnn_repl_r50_demo.py'
@@ -148,19 +147,6 @@ def test_nan_coefficient_stops_the_tool(tiny_data, tmp_path):
     assert not list((tmp_path / 'work').glob('*.pth'))
 
 
-# ---- in-process runs of the tiny config -----------------------------------------------------
-def tiny_runner(work_dir, data, **options):
-    cfg = Config.fromfile(TINY)
-    cfg.merge_from_dict({
-        'train_dataloader.dataset.data_root': str(data),
-        'val_dataloader.dataset.data_root': str(data), 'work_dir': str(work_dir),
-        'experiment_name': f'{work_dir.parent.name}_{work_dir.name}',
-        'train_cfg.max_iters': 4, 'train_cfg.val_interval': 10,
-        'default_hooks.checkpoint.interval': 2, 'default_hooks.checkpoint.max_keep_ckpts': 1,
-        'randomness.deterministic': False, **options})
-    return cfg, Runner.from_cfg(cfg)
-
-
 class PoisonCoefficient(Hook):
     """Sets a coefficient to NaN before iteration ``at``, as an overflowing update would."""
 
@@ -252,17 +238,6 @@ def test_disk_full_with_safe_checkpoint_hook_keeps_the_last_checkpoint(
     assert str(work / 'iter_2.pth') in str(error.value)
     assert sorted(p.name for p in work.glob('*.pth')) == ['iter_2.pth']
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
-
-
-def test_safe_checkpoint_hook_rotates_after_writing(tiny_data, tmp_path):
-    work = tmp_path / 'work'
-    _, runner = tiny_runner(work, tiny_data, **{
-        'default_hooks.checkpoint.type': 'ReplSafeCheckpointHook', 'train_cfg.max_iters': 6})
-    runner.train()
-    assert sorted(p.name for p in work.glob('*.pth')) == ['iter_6.pth']
-    with trusted_checkpoint_globals():
-        checkpoint = torch.load(work / 'iter_6.pth', map_location='cpu')
-    assert checkpoint['message_hub']['runtime_info']['keep_ckpt_ids'] == [6]
 
 
 def test_disk_full_through_the_tool_keeps_the_last_checkpoint(tiny_data, tmp_path):
