@@ -116,8 +116,8 @@ def test_importing_the_mechanism_imports_no_openmmlab_package():
 
 
 def test_a_broken_module_is_not_hidden():
-    """Before, ``import repl_mm`` caught any ImportError of ``repl_mm.engine`` and went on
-    without it: the hooks were silently missing."""
+    """``import repl_mm`` must not catch an ImportError of ``repl_mm.engine`` and go on without
+    it: the hooks would be silently missing."""
     result = run_python("import sys; sys.modules['repl_mm.engine.checkpoint'] = None\n"
                         "import repl_mm\n")
     assert result.returncode != 0

@@ -148,5 +148,6 @@ def _ddp_steps(rank: int, port: int, scope: str, cfg: dict) -> None:
                  marks=pytest.mark.slow),
 ])
 def test_ddp_with_activation_checkpointing(scope, cfg):
-    """Before: "Expected to mark a variable ready only once" at the first backward."""
+    """A recomputation inside the backward pass must not mark a parameter ready a second time
+    ("Expected to mark a variable ready only once" at the first backward)."""
     spawn(_ddp_steps, args=(free_port(), scope, cfg), nprocs=2)

@@ -204,8 +204,8 @@ def test_a_schedule_floor_scales_with_the_multiplier():
 
 
 def test_a_closure_and_other_step_hooks_see_the_true_coefficients():
-    """Before: the global pre-hook zeroed every decayed coefficient for the step, so the
-    closure's forward ran with all synthesised weights zero, and so did other step hooks."""
+    """The step must not zero the decayed coefficients where a closure or another step hook can
+    see them: the closure's forward would run with every synthesised weight zero."""
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
     coefficients = [p for n, p in model.named_parameters() if COEFFICIENTS in n]
@@ -504,8 +504,8 @@ def _distributed_steps(rank: int, port: int, results) -> None:
 
 
 def test_ddp_and_zero_redundancy_optimizer():
-    """Before: ZeroRedundancyOptimizer applied lr_mult twice (4 gave a 16x update), once in its
-    own step and once in its inner optimizer's."""
+    """ZeroRedundancyOptimizer must apply lr_mult once, not in its own step and again in its
+    inner optimizer's (4 would give a 16x update)."""
     results = mp.Manager().dict()
     spawn(_distributed_steps, args=(free_port(), results), nprocs=2)
     assert dict(results) == {0: (True, True), 1: (True, True)}

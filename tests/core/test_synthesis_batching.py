@@ -227,9 +227,9 @@ def test_two_forwards_before_one_backward_with_activation_checkpointing(repl, di
                                                                          checkpointing,
                                                                          monkeypatch):
     """Multi-view training (two crops, BYOL / SimSiam-style) with ``with_cp=True`` or
-    ``repl.recompute=True``. Before: the second forward's backward freed the values the first
-    forward's recomputation needed, which then synthesised inside the recomputation:
-    ``CheckpointError`` (fused kind)."""
+    ``repl.recompute=True``: the second forward's backward must not free the values the first
+    forward's recomputation needs (synthesised again inside the recomputation, they would raise
+    ``CheckpointError`` with the fused kind)."""
     monkeypatch.setattr(synthesis, '_distributed', lambda: distributed)
     init_default_scope('mmdet')
     views = [torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(i))

@@ -108,8 +108,8 @@ def test_activation_fit_needs_images():
 
 @pytest.mark.parametrize('case', ['mmpretrain-vit', 'mmseg-vit'])
 def test_submodule_coefficients_start_as_the_shortcut_and_train(case):
-    """Before: a RepL-ViT with granularity='submodule' could load no plain checkpoint under its
-    default warm start (identity): one pair weighs attention's qkv and output projection."""
+    """A RepL-ViT with granularity='submodule' must load a plain checkpoint under its default
+    warm start (identity), though one pair weighs attention's qkv and output projection."""
     scope, cfg, size = CASES[case]
     plain = pretrained_plain(scope, cfg)
     repl = build(scope, cfg, granularity='submodule')

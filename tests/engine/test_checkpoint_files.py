@@ -6,9 +6,9 @@ from repl_mm.engine import read_checkpoint, trusted_checkpoint_globals
 
 
 def test_trusted_globals_nest(tmp_path):
-    """Before: an inner block removed the globals the outer one had allowed (torch's
-    safe_globals removes its globals when it exits), so tools/test.py's Runner could not load
-    the checkpoint after the tool had read it once."""
+    """An inner block must not remove the globals the outer one allowed (torch's safe_globals
+    removes its globals when it exits): tools/test.py's Runner loads the checkpoint after the
+    tool has read it once."""
     path = tmp_path / 'runner.pth'
     hub = MessageHub.get_instance('test_trusted_globals_nest')
     hub.update_scalar('train/loss', 1.0)  # a HistoryBuffer, as in every Runner checkpoint

@@ -32,7 +32,8 @@ def test_readme_plan_options_build_the_plan_they_say(option):
 
 def test_dict_plan_through_cfg_options(tmp_path):
     """``--cfg-options "model.backbone.repl.blocks={'layer2':[1],'layer3':[1]}"``: mmengine's own
-    option parser recursed without end on it."""
+    option parser recurses without end on it; the tools' parser must take it as the dict plan it
+    spells."""
     data = make_tiny_classification_data(tmp_path / 'data')
     work = tmp_path / 'work'
     run(str(ROOT / 'tools/train.py'), TINY, '--work-dir', str(work), '--cfg-options',

@@ -174,8 +174,8 @@ def test_default_plan_skips_frozen_stages(scope):
     ('mmpretrain', SMALL_VIT, 3, {'layers': [1]}),
 ])
 def test_a_frozen_block_in_an_explicit_plan_is_refused(scope, cfg, frozen, blocks):
-    """ResNet-18's layer1[1] would take its successor from the trainable layer2[0]: before the
-    fix, one SGD step changed the frozen stage."""
+    """ResNet-18's layer1[1] would take its successor from the trainable layer2[0]: a frozen
+    block in a plan must be refused, or one SGD step would change the frozen stage."""
     with pytest.raises(PlanError, match=r'is frozen \(frozen_stages\).*lower frozen_stages'):
         build_backbone(scope, cfg, frozen_stages=frozen, repl=dict(blocks=blocks))
 
