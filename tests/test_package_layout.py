@@ -5,10 +5,13 @@ plain PyTorch) <- ``repl_mm.models`` <- the framework folders (``mmdet``, ``mmse
 ``mmpretrain``) <- ``engine``; ``analysis`` and ``demo`` on top. The benchmarks live outside the
 packages.
 
-The tests mirror the packages: ``repl_core/<module>.py`` is tested in ``tests/core/test_<module>.py``,
-``repl_mm/<folder>/<module>.py`` in ``tests/<folder>/test_<module>.py`` and ``repl_mm/<module>.py``
-in ``tests/test_<module>.py``; tests of the command-line tools, the shipped configs and end-to-end
-runs have their own folders (``tests/tools``, ``tests/configs``, ``tests/integration``).
+The tests mirror the packages: ``repl_core/<module>.py`` is tested in
+``tests/core/test_<module>.py``, ``repl_mm/<folder>/<module>.py`` in
+``tests/<folder>/test_<module>.py`` and ``repl_mm/<module>.py`` in ``tests/test_<module>.py``;
+tests of the command-line tools, the shipped configs and end-to-end runs have their own folders
+(``tests/tools``, ``tests/configs``, ``tests/integration``), and what several test modules share
+is in ``tests/conftest.py`` and small helper modules beside it (``toy_net``, ``mm_cases``,
+``cuda_cases``).
 """
 import ast
 import shutil

@@ -1,4 +1,4 @@
-"""How optimizers step the RepL coefficients (``repl_core.coefficient_steps``), as matrices.
+"""Tests of repl_core.coefficient_steps: how optimizers step the RepL coefficients, as matrices.
 
 The contract: with no line in the config, the coefficients step bit for bit as under mmengine's
 ``paramwise_cfg=dict(custom_keys={'repl_coefficients': dict(decay_mult=0., lr_mult=M)})`` with

@@ -1,4 +1,5 @@
-"""One flat buffer for many synthesised tensors (CUDA's path): values, memory order, gradients."""
+"""Tests of repl_core.flat_synthesis. One flat buffer for many synthesised tensors (CUDA's path):
+values, memory order, gradients."""
 import copy
 
 import pytest

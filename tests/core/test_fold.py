@@ -1,4 +1,5 @@
-"""Tests of repl_core.fold: replaced blocks folded into ordinary blocks with materialised weights."""
+"""Tests of repl_core.fold: replaced blocks folded into ordinary blocks with materialised
+weights."""
 import pytest
 import torch
 from mmengine.registry import MODELS, init_default_scope

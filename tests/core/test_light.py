@@ -1,4 +1,5 @@
-"""Light surrogates and folding on toy networks, in plain PyTorch."""
+"""Tests of repl_core.light: light surrogates (kind='light'), on toy networks in plain PyTorch
+and on CUDA under autocast. Folding them: tests/core/test_fold.py."""
 import copy
 
 import pytest

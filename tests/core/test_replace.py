@@ -1,4 +1,8 @@
-"""The RepL mechanism on a toy block sequence, in plain PyTorch (no OpenMMLab)."""
+"""Tests of repl_core.replace: blocks of a backbone replaced in place following a plan (fused,
+light and removed kinds), on a toy block sequence in plain PyTorch and on real backbones.
+
+The rest of the mechanism on the toy sequence is tested beside its modules: plan, synthesis,
+coefficients, settings, adapters, state_dict_guard and warm_start."""
 import pytest
 import torch
 from torch import nn
@@ -91,7 +95,8 @@ def test_removed_kind_deletes_the_planned_blocks():
 
 
 def test_frozen_norm_affines_stay_frozen_in_replaced_blocks():
-    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'], norm_cfg=dict(type='BN', requires_grad=False))
+    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'],
+                           norm_cfg=dict(type='BN', requires_grad=False))
     block = model.layer3[1]
     trains = {k: p.requires_grad for k, p in block.repl_coefficients.items()}
     assert trains == {'conv1_weight': True, 'bn1_weight': False, 'bn1_bias': False,

@@ -1,4 +1,4 @@
-"""The checkpoint-refusal matrix (``repl_core.state_dict_guard``): every family at a tiny
+"""Tests of repl_core.state_dict_guard, first the checkpoint-refusal matrix: every family at a tiny
 width, a checkpoint of each setting loaded into a model of each setting, by every loading path.
 
 A checkpoint loads exactly when it was made with the settings that give the model's function:
@@ -230,7 +230,8 @@ def test_an_adapter_setting_that_changes_nothing_loads(tmp_path):
     """layer3[3]'s neighbours have its shapes: no adapter runs, so the adapter setting does not
     change the function, and the checkpoint loads."""
     blocks = {'layer3': [3]}
-    saved = build_backbone('mmdet', SMALL_RESNETS['mmdet'], repl=dict(blocks=blocks, adapter='average'))
+    saved = build_backbone('mmdet', SMALL_RESNETS['mmdet'],
+                           repl=dict(blocks=blocks, adapter='average'))
     checkpoint = _save(saved, tmp_path / 'repl.pth')
     model = build_backbone('mmdet', SMALL_RESNETS['mmdet'], repl=dict(blocks=blocks))
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
@@ -245,7 +246,8 @@ def test_a_plain_checkpoint_in_a_removed_or_light_model(kind, warm_start, tmp_pa
     (``warm_start='weights'``), and the coefficients keep repl.init."""
     plain = build_backbone('mmdet', dict(SMALL_RESNETS['mmdet'], type='ResNet'))
     checkpoint = _save(plain, tmp_path / 'plain.pth')
-    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'], repl=dict(kind=kind, warm_start=warm_start))
+    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'],
+                           repl=dict(kind=kind, warm_start=warm_start))
     handler = LogRecords()
     logger = MMLogger.get_current_instance()
     logger.addHandler(handler)

@@ -1,6 +1,7 @@
-"""Batched synthesis (all replaced blocks of a backbone in one node, or each block on its own):
-the same values and gradients as tensor-by-tensor synthesis, fewer operators, and values that are
-never read once stale."""
+"""Tests of repl_core.synthesis_batching (today in repl_core/synthesis.py: BlockSynthesis,
+BackboneSynthesis). Batched synthesis (all replaced blocks of a backbone in one node, or each block
+on its own): the same values and gradients as tensor-by-tensor synthesis, fewer operators, and
+values that are never read once stale."""
 import copy
 from collections import Counter
 

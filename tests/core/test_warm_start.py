@@ -1,6 +1,8 @@
-"""Starting RepL backbones of each framework from a pretrained plain one (``repl.warm_start``):
-``'identity'`` computes exactly the network without the replaced blocks, ``'activations'``
-fits the blocks to the plain network's activations and re-measures their norm statistics."""
+"""Tests of repl_core.warm_start (today repl_core/conversion.py, and warm_start_coefficients in
+state_dict_guard.py). Starting RepL backbones of each framework from a pretrained plain one
+(``repl.warm_start``): ``'identity'`` computes exactly the network without the replaced blocks,
+``'activations'`` fits the blocks to the plain network's activations and re-measures their norm
+statistics."""
 import copy
 
 import pytest

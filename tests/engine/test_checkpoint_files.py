@@ -1,4 +1,5 @@
-"""Reading checkpoints (``repl_mm.engine.checkpoint``)."""
+"""Tests of repl_mm.engine.checkpoint_files (today repl_mm/engine/checkpoint.py): reading
+checkpoints."""
 import torch
 from mmengine.logging import MessageHub
 

@@ -1,4 +1,5 @@
-"""A transformer converts from a plain checkpoint without data: its default start is identity."""
+"""Tests of repl_mm.engine.convert_checkpoint (tools/convert.py: tests/tools/test_convert_tool.py).
+A transformer converts from a plain checkpoint without data: its default start is identity."""
 import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope

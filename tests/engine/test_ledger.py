@@ -1,4 +1,4 @@
-"""The memory ledger (repl_mm/engine/ledger.py) on real mmdet, mmseg and mmpretrain models:
+"""Tests of repl_mm.engine.ledger: the memory ledger on real mmdet, mmseg and mmpretrain models:
 parameters, gradients and optimizer state equal hand counts; what autograd saves follows the
 backbone kinds and peers; autocast copies, DDP's gradient buckets and ZeRO's shard are found."""
 import copy

@@ -1,4 +1,5 @@
-"""RepLResNet in mmdet: the foundation contract on a real ResNet-50."""
+"""Tests of repl_mm.mmdet.backbones: RepLResNet in mmdet, the foundation contract on a real
+ResNet-50."""
 import copy
 
 import pytest

@@ -1,4 +1,7 @@
-"""The ResNet family in mmdet, mmseg and mmpretrain: folding, light kind, adapters, peers."""
+"""Tests of repl_mm.models.repl_backbone: the RepL backbones of mmdet, mmseg and mmpretrain.
+
+The ResNet family: folding, light kind, adapters, peers; Swin and ViT: synthesis, light kind,
+folding, INT8; frozen stages and the default plan."""
 import copy
 
 import pytest

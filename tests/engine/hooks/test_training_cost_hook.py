@@ -1,5 +1,5 @@
-"""TrainingCostHook through mmengine's Runner: what reaches the JSON log equals what the model and
-optimizer hold at that iteration."""
+"""Tests of repl_mm.engine.hooks.training_cost_hook: TrainingCostHook through mmengine's Runner:
+what reaches the JSON log equals what the model and optimizer hold at that iteration."""
 import glob
 import json
 import os.path as osp
