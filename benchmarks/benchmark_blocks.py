@@ -20,7 +20,7 @@ from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
 import repl_mm  # noqa: F401
-from step_timing import forward_backward, time_step
+from repl_mm.analysis.step_timing import forward_backward, time_step
 from repl_core import block_syntheses
 
 

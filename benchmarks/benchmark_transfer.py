@@ -6,7 +6,7 @@
     python benchmarks/benchmark_transfer.py report --arch resnet20 --split test
 
 A plain network is pretrained once on Fashion-MNIST classes 0-4 (all their training images),
-then converted (``repl_core.conversion``) and fine-tuned on classes 5-9 from a few images
+then converted (``repl_core.warm_start``) and fine-tuned on classes 5-9 from a few images
 (``--shots`` per class, drawn per seed), and evaluated on the test images of classes 5-9.
 Settings are chosen on ``--split val``: other training images of classes 5-9, disjoint from the
 fine-tuning ones; ``--split test`` is the final run. Each (variant, seed, split, settings) writes
@@ -38,7 +38,7 @@ from mmengine.registry import MODELS, init_default_scope
 import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.analysis.worker import code_commit
 from repl_core import COEFFICIENTS, fold_replaced_blocks, replaced_blocks
-from repl_core.conversion import convert_from_plain
+from repl_core.warm_start import convert_from_plain
 from repl_mm.demo.fashion_mnist_source import DEFAULT_FMNIST_DIR, read_split
 from repl_mm.engine import trusted_checkpoint_globals
 from repl_mm.engine.cli import run_tool
@@ -298,7 +298,8 @@ def convert(arch: str, variant: str, plain: torch.nn.Module, images: List[torch.
     else:
         model.load_state_dict({k: v for k, v in plain.state_dict().items()
                                if not k.startswith('backbone.')}, strict=False)
-        blocks = convert_from_plain(plain.backbone, model.backbone, images, steps=150)
+        blocks = convert_from_plain(plain.backbone, model.backbone,
+                                    model.backbone.repl_config.warm_start, images, steps=150)
         info['output_errors'] = {b.path: b.output_error for b in blocks}
         if variant == 'light-own':
             fold_replaced_blocks(model.backbone)
@@ -367,7 +368,7 @@ def run_one(args: argparse.Namespace, variant: str, seed: int, plain: torch.nn.M
             backbone=dict(ARCHS[args.arch]['backbone']), conversion_batches='4x64',
             conversion_steps=150, pretrain_iters=ARCHS[args.arch]['pretrain_iters'],
             kind=config.kind if config else None,
-            warm_start=config.warm_start_mode if config else None,
+            warm_start=config.warm_start if config else None,
             granularity=config.granularity if config else None,
             light_norm=config.light_norm if config and config.kind == 'light' else None,
             plan=model.backbone.repl_plan.to_dict() if config else None,

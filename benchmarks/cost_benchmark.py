@@ -57,7 +57,8 @@ import numpy as np
 import torch
 
 from repl_mm.analysis import ParameterCount
-from repl_mm.analysis.cost_report import forward_flops, si_number
+from repl_mm.analysis.cost_report import forward_flops, ratio_text, si_number
+from repl_mm.analysis.step_timing import device_sync, timed_steps
 from repl_mm.analysis.synthetic import (backbone_input, backbone_step, framework_of,
                                         input_channels, input_shape, synthetic_batch)
 from repl_mm.analysis.variants import VariantBuilder, VariantSpec
@@ -119,11 +120,6 @@ def _build(cfg, mode: str, seed: int, device: str) -> torch.nn.Module:
     _seed_everything(seed)
     module = MODELS.build(cfg.model.backbone if mode == 'backbone' else cfg.model)
     return module.to(device)
-
-
-def _sync(device: str) -> None:
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def _counts(module: torch.nn.Module, mode: str) -> Dict[str, Dict[str, int]]:
@@ -194,29 +190,29 @@ def measure_variant(config: str, mode: str, batch_size: int, shape: Tuple[int, i
             module.train_step(batch, optim_wrapper)
 
     meter = peak_memory_meter(torch.device(device))
-    _sync(device)
+    device_sync(device)()
     before = (meter.current_mb() if isinstance(meter, ProcessPeakMemory) else
               torch.cuda.memory_allocated(device) // MIB)
-    seconds, cpu_seconds = [], []
     faults_start = 0
+
+    def before_timed() -> None:
+        nonlocal faults_start
+        meter.reset()
+        faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    def after_step(index: int, seconds: float) -> None:
+        log(f'step {index + 1}/{warmup + iters}{" (warm-up)" if index < warmup else ""}: '
+            f'{seconds:.3f} s')
+
     try:
-        for index in range(warmup + iters):
-            if index == warmup:
-                meter.reset()
-                faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            start, cpu_start = time.perf_counter(), time.process_time()
-            step()
-            _sync(device)
-            seconds.append(time.perf_counter() - start)
-            cpu_seconds.append(time.process_time() - cpu_start)
-            log(f'step {index + 1}/{warmup + iters}{" (warm-up)" if index < warmup else ""}: '
-                f'{seconds[-1]:.3f} s')
+        times = timed_steps(step, iters, warmup, sync=device_sync(device),
+                            before_timed=before_timed, after_step=after_step)
         memory = meter.read()
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_start
     finally:
         meter.close()
     peak = memory.get('cpu_peak_rss_mb', memory.get('cuda_peak_allocated_mb'))
-    result.update(seconds=seconds, cpu_seconds=cpu_seconds, memory_source=meter.source,
+    result.update(seconds=times.seconds, cpu_seconds=times.cpu_seconds, memory_source=meter.source,
                   minor_faults_per_step=faults / max(iters, 1),
                   memory_before_mb=before, **memory)
     if peak is not None:
@@ -435,10 +431,6 @@ def run_benchmark(cfg, config_name: str, out_dir: str, variants: Sequence[str] =
 
 
 # ---------------------------------------------------------------------------------- outputs
-def _x(value: Optional[float]) -> str:
-    return '' if value is None else f'{value:.2f}x'
-
-
 def _plan(repl: Optional[dict]) -> str:
     if not repl:
         return ''
@@ -476,13 +468,14 @@ def format_markdown(report: Dict[str, Any]) -> str:
         if v['skipped'] or not v['params']:
             continue
         ratios, params, flops = v['ratios'], v['params'], v['flops']
-        cells = [v['name'], v['description'],
-                 f'{params["backbone"]["trainable"]:,}', _x(ratios.get('trainable_backbone'))]
+        cells = [v['name'], v['description'], f'{params["backbone"]["trainable"]:,}',
+                 ratio_text(ratios.get('trainable_backbone'))]
         if not backbone_mode:
-            cells += [f'{params["model"]["trainable"]:,}', _x(ratios.get('trainable_model'))]
-        cells += [si_number(flops.get('backbone')), _x(ratios.get('flops_backbone'))]
+            cells += [f'{params["model"]["trainable"]:,}',
+                      ratio_text(ratios.get('trainable_model'))]
+        cells += [si_number(flops.get('backbone')), ratio_text(ratios.get('flops_backbone'))]
         if not backbone_mode:
-            cells += [si_number(flops.get('model')), _x(ratios.get('flops_model'))]
+            cells += [si_number(flops.get('model')), ratio_text(ratios.get('flops_model'))]
         cells.append(_plan(v['repl']))
         lines.append('| ' + ' | '.join(cells) + ' |')
     memory_key = 'CUDA max allocated' if settings['device'] == 'cuda' else 'peak RSS'
@@ -494,16 +487,16 @@ def format_markdown(report: Dict[str, Any]) -> str:
         if v['skipped'] or v['error']:
             continue
         t, m, r = v['time'], v['memory'], v['ratios']
-        time_ratio = _x(r.get('time'))
+        time_ratio = ratio_text(r.get('time'))
         if r.get('time_range'):
             time_ratio += f' ({r["time_range"][0]:.2f}-{r["time_range"][1]:.2f})'
         lines.append(
             f'| {v["name"]} | {t["median"]:.3f} | {t["q1"]:.3f}-{t["q3"]:.3f} | '
-            f'{t["min"]:.3f}-{t["max"]:.3f} | {time_ratio} | {_x(r.get("time_fastest"))} | '
+            f'{t["min"]:.3f}-{t["max"]:.3f} | {time_ratio} | {ratio_text(r.get("time_fastest"))} | '
             f'{t["cores_busy"]:.2f} | {t.get("minor_faults_per_step", 0):,.0f} | '
             f'{m.get("peak_mb", 0):,.0f} | '
-            f'{_x(r.get("peak_mb"))} | {m.get("training_mb", 0):,.0f} | '
-            f'{_x(r.get("training_mb"))} |')
+            f'{ratio_text(r.get("peak_mb"))} | {m.get("training_mb", 0):,.0f} | '
+            f'{ratio_text(r.get("training_mb"))} |')
     notes = [f'- {v["name"]}: not run ({v["skipped"]}).' for v in variants if v['skipped']]
     notes += [f'- {v["name"]}: failed ({v["error"]}).' for v in variants if v['error']]
     lines += ['', 'FLOPs: one image, eval-mode forward, as mmengine counts them (a multiply-add '

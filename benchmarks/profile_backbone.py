@@ -27,7 +27,7 @@ import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.models import plain_model_cfg
 from repl_mm.analysis.synthetic import backbone_input, framework_of, input_shape
 from cost_benchmark import resolve_device
-from step_timing import forward_backward, time_step
+from repl_mm.analysis.step_timing import forward_backward, time_step
 from repl_core import backbone_syntheses, block_syntheses
 from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
 

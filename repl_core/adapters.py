@@ -4,7 +4,8 @@ Neighbours often differ in shape: a stage's first block reads the previous stage
 (ResNet-50 ``layer2[0].conv1.weight`` is 128x256x1x1, ``layer2[1].conv1.weight`` 128x512x1x1), and a
 successor in the next stage has other widths. Dimensions 0 and 1 of a tensor are channel dims
 (output, input channels of a conv or linear weight; the channels of a norm's weight or a bias);
-dimensions 2 and up are spatial (kernel) dims. Adapters, chosen with ``repl.adapter``:
+dimensions 2 and up are spatial (kernel) dims. Adapters, chosen with ``repl.adapter``
+(``settings.ADAPTERS``):
 
 * ``'slice_pad'`` (default, no parameters): channel dims keep their leading entries or are
   zero-padded at the end; spatial dims are cropped or zero-padded around the centre. Exact
@@ -26,8 +27,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import AdapterError
-
-ADAPTERS = ('slice_pad', 'average', 'projection')
 
 
 def _crop_or_pad(tensor: Tensor, dim: int, size: int, centred: bool) -> Tensor:
@@ -133,7 +132,7 @@ def build_adapter(kind: str, source_shape: Sequence[int], target_shape: Sequence
     """An adapter from ``source_shape`` to ``target_shape``, or ``None`` when they are equal.
 
     Args:
-        kind: one of ``ADAPTERS``.
+        kind: one of ``settings.ADAPTERS`` (checked there).
         what: how to name the tensor pair in an error message.
         chunks: the tensors are ``chunks`` equal parts along dim 0 (3 for fused q, k, v),
             adapted part by part.
@@ -145,8 +144,6 @@ def build_adapter(kind: str, source_shape: Sequence[int], target_shape: Sequence
         part = build_adapter(kind, (source_shape[0] // chunks, *source_shape[1:]),
                              (target_shape[0] // chunks, *target_shape[1:]), what)
         return None if part is None else ChunkedAdapter(part, chunks)
-    if kind not in ADAPTERS:
-        raise AdapterError(f'repl.adapter={kind!r} is unknown; choose one of {ADAPTERS}.')
     source_shape, target_shape = tuple(source_shape), tuple(target_shape)
     if source_shape == target_shape:
         return None

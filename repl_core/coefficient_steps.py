@@ -55,7 +55,7 @@ Consequences, each tested (tests/core/test_coefficient_steps.py):
 import itertools
 import logging
 import weakref
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.optim import Optimizer
@@ -65,8 +65,7 @@ from torch.optim.optimizer import (register_optimizer_step_post_hook,
 from .coefficients import coefficient_lr_mult, is_coefficient
 from .errors import ReplError
 
-#: ``log(message, level)`` with a ``logging`` level
-Log = Callable[[str, int], None]
+logger = logging.getLogger(__name__)
 #: a group made for a step: (the real group it comes from, the group, its contents as made)
 Made = Tuple[dict, dict, dict]
 
@@ -193,8 +192,7 @@ def write_back(optimizer: Optimizer, made: List[Made]) -> None:
 class CoefficientGroups:
     """The global step pre- and post-hooks; ``install()`` registers them for the process."""
 
-    def __init__(self, log: Log) -> None:
-        self.log = log
+    def __init__(self) -> None:
         self._told: 'weakref.WeakSet[Optimizer]' = weakref.WeakSet()
 
     def before_step(self, optimizer: Optimizer, args, kwargs) -> Optional[tuple]:
@@ -227,9 +225,9 @@ class CoefficientGroups:
         decays.discard(0.)
         what = [f'without its weight decay {sorted(decays)}'] if decays else []
         what += [f'at {m:g}x their group\'s learning rate' for m in sorted(mults) if m != 1.0]
-        self.log(f'RepL: {type(optimizer).__name__} steps the {count} RepL coefficient tensors '
+        logger.info(f'RepL: {type(optimizer).__name__} steps the {count} RepL coefficient tensors '
                  f'{" and ".join(what)}, in groups of their own for each step, as mmengine\'s '
-                 f'paramwise_cfg would (repl_core.coefficient_steps).', logging.INFO)
+                 f'paramwise_cfg would (repl_core.coefficient_steps).')
 
 
 def refuse_unsteppable(optimizer: Optimizer) -> None:
@@ -263,17 +261,13 @@ def refuse_unsteppable(optimizer: Optimizer) -> None:
 _groups: Optional[CoefficientGroups] = None
 
 
-def _log_to_python(message: str, level: int) -> None:
-    logging.getLogger('repl_mm').log(level, message)
-
-
-def install(log: Log = _log_to_python) -> CoefficientGroups:
-    """Register the hooks for every optimizer of this process (once); a later call only
-    changes where they log."""
+def install() -> CoefficientGroups:
+    """Register the hooks for every optimizer of this process, once: the one process-wide hook
+    the contract needs (an optimizer built before or after the model, by any code, steps
+    through it). Its one line per optimizer goes to the ``repl_core`` logger."""
     global _groups
     if _groups is None:
-        _groups = CoefficientGroups(log)
+        _groups = CoefficientGroups()
         register_optimizer_step_pre_hook(_groups.before_step)
         register_optimizer_step_post_hook(_groups.after_step)
-    _groups.log = log
     return _groups

@@ -18,10 +18,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .adapters import ADAPTERS
-from .config import KINDS
 from .errors import CheckpointMismatchError
-from .synthesis import GRANULARITIES
+from .settings import ADAPTERS, GRANULARITIES, KINDS
 
 #: the child of a replaced block that holds its coefficients, and the one that holds its adapters
 COEFFICIENTS = 'repl_coefficients'
@@ -97,7 +95,7 @@ class ReplCoefficients(nn.ParameterDict):
     def __init__(self, spec: CoefficientSpec, lr_mult: float = 1.0) -> None:
         super().__init__()
         self.spec = spec
-        #: paths, in the block, of the tensors that end its residual branch (``conversion``)
+        #: paths, in the block, of the tensors that end its residual branch (``warm_start``)
         self.residual_ends: Tuple[str, ...] = ()
         #: scales every optimizer update of these coefficients (``coefficient_steps``)
         self.lr_mult = float(lr_mult)

@@ -17,7 +17,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
 from .coefficients import ADAPTER_MODULES, COEFFICIENTS, replaced_blocks
-from .synthesis import block_syntheses
+from .synthesis_batching import block_syntheses
 
 
 def fold_replaced_blocks(model: nn.Module) -> List[str]:

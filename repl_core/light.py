@@ -175,10 +175,6 @@ class LightLinearSurrogate(nn.Module):
         return sources + [(f'norm.{t}', f'{spec.norm}.{t}', None) for t in ('weight', 'bias')]
 
 
-#: ``repl.light_norm`` values: what normalises a conv block's light surrogate
-LIGHT_NORMS = ('batch', 'weight')
-
-
 def build_light_surrogate(spec: LightSpec, norm: nn.Module, weight_shape: Sequence[int],
                           light_norm: str = 'batch') -> nn.Module:
     """The surrogate for a block whose ``spec.weight`` has ``weight_shape``.

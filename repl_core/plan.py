@@ -21,9 +21,14 @@ nothing to train, so replacing it saves no trainable parameter, its coefficients
 and its synthesised weights would follow a trainable neighbour, so the frozen stage would change.
 The default plan leaves them out (``ReplacementPlan.skipped`` names them); an explicit plan that
 names one is refused.
+
+The auto plan (``repl.blocks='auto'``, chosen by ``tools/convert.py`` from a pretrained network
+and training data) has rules of its own: its candidates are the blocks that may be replaced
+alone and keep their input's shape (``auto_candidates``), and it takes the cheapest of them,
+never two adjacent, until the budget is met (``choose_within_budget``).
 """
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import PlanError
 
@@ -128,6 +133,50 @@ def suggest_blocks(stages: Sequence[Tuple[str, int]],
         chosen.setdefault(name, []).append(i)
         last = position
     return chosen
+
+
+def auto_candidates(stages: Sequence[Tuple[str, Sequence[Any]]],
+                    frozen: Sequence[BlockRef] = ()) -> List[BlockRef]:
+    """Blocks the auto plan may replace alone: not the network's first or last, not frozen, and
+    without a projection shortcut or stride (they keep their input's shape).
+
+    Args:
+        stages: ``(name, its blocks)`` of every stage, in forward order.
+        frozen: blocks that do not train.
+    """
+    chain = [(str(name), i, block) for name, blocks in stages for i, block in enumerate(blocks)]
+    frozen = set(frozen)
+    return [(name, i) for name, i, block in chain[1:-1] if (name, i) not in frozen
+            and getattr(block, 'downsample', None) is None and getattr(block, 'stride', 1) == 1]
+
+
+def choose_within_budget(costs: Sequence[Tuple[BlockRef, float, int]],
+                         stages: Sequence[Tuple[str, int]], budget: float,
+                         total: int) -> Tuple[Dict[str, List[int]], int]:
+    """The auto plan: the cheapest blocks first, never two adjacent, until ``budget`` of the
+    backbone's ``total`` parameters are synthesised.
+
+    Args:
+        costs: ``(block, cost, parameters it saves)`` of every candidate tried, in any order.
+        stages: ``(name, number of blocks)`` of every stage, in forward order.
+
+    Returns:
+        ``{stage name: [indices]}`` with every stage listed, and the parameters it saves (less
+        than ``budget * total`` when the candidates do not reach the budget).
+    """
+    chain = [(str(name), i) for name, depth in stages for i in range(int(depth))]
+    chosen: List[BlockRef] = []
+    saved = 0
+    for block, _, block_saved in sorted(costs, key=lambda c: c[1]):
+        position = chain.index(block)
+        if any(abs(chain.index(other) - position) < 2 for other in chosen):
+            continue
+        chosen.append(block)
+        saved += block_saved
+        if saved >= budget * total:
+            break
+    plan = {name: sorted(i for stage, i in chosen if stage == name) for name, _ in stages}
+    return plan, saved
 
 
 def _describe(stages: Sequence[Tuple[str, int]]) -> str:

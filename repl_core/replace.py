@@ -30,16 +30,17 @@ from torch import nn
 from . import coefficient_steps
 from .adapters import build_adapter
 from .coefficients import (ADAPTER_MODULES, COEFFICIENTS, CoefficientSpec, ReplCoefficients)
-from .config import ReplacementConfig
 from .errors import PlanError, ReplError
 from .light import LightSpec, build_light_surrogate
+from .norm_rebuild import install_rebuild_hook
 from .plan import BlockRef, ReplacementPlan, resolve_plan
+from .settings import ReplacementConfig
 from .state_dict_guard import StateDictGuard
-from .synthesis import (BackboneSynthesis, BlockSynthesis, NeighbourSynthesis, attach,
-                        block_syntheses, coefficient_key, install_rebuild_hook)
+from .synthesis import NeighbourSynthesis, attach, coefficient_key
+from .synthesis_batching import BackboneSynthesis, BlockSynthesis, block_syntheses
 
 Log = Callable[[str], None]
-_default_log: Log = logging.getLogger('repl_mm').info
+_default_log: Log = logging.getLogger(__name__).info
 
 
 def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
@@ -55,7 +56,7 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
         backbone: the module whose state dict the guard checks.
         stages: ``(stage name, path of its block container in backbone)``, in forward order,
             e.g. ``[('layer1', 'layer1'), ...]`` or ``[('stage0', 'stages.0.blocks'), ...]``.
-        config: what to replace and how.
+        config: what to replace and how, checked and resolved (``settings``).
         log: where to write the one-line summaries.
         light_spec: for ``kind='light'``, gives the ``LightSpec`` of a block (raising
             ``PlanError`` for a block that has no light surrogate, e.g. one that changes shape).
@@ -65,7 +66,7 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
             treat separately (fused q, k, v projections: 3).
         frozen: ``(stage name, index)`` of blocks that do not train (``plan``).
         residual_ends: the paths, in a block, of the tensors that end its residual branch
-            (``repl.warm_start='identity'`` zeroes their coefficients; ``conversion``).
+            (``repl.warm_start='identity'`` zeroes their coefficients; ``warm_start``).
 
     Returns:
         The validated plan.
@@ -100,7 +101,7 @@ def replace_blocks(backbone: nn.Module, stages: Sequence[Tuple[str, str]],
         backbone.register_load_state_dict_pre_hook(StateDictGuard(
             [f'{paths[stage]}.{index}' for stage, index in plan.replaced],
             [f'{paths[stage]}.{index}' for stage, index in plan.chain], config.kind,
-            config.warm_start_mode, log))
+            config.warm_start, log))
         if config.kind != 'removed':
             coefficient_steps.install()
             install_rebuild_hook()

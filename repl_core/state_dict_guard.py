@@ -12,22 +12,18 @@ state dict into such a backbone first passes ``StateDictGuard``, a load-state-di
   a ``kind='removed'`` model;
 * a plain state dict (no coefficients) loads; the tensors it holds for replaced (or removed)
   blocks are dropped with one log line naming the blocks, and the coefficients start as
-  ``repl.warm_start`` says (``conversion``): ``'weights'`` fits each ``(a, b)`` of a fused block
-  by least squares to the block's own weights (``warm_start_coefficients``; a light surrogate
-  computes another function than the block, so its coefficients keep ``repl.init``, and the log
-  line says so); ``'identity'``, and ``'activations'`` (which needs data: ``tools/convert.py``),
-  start each replaced block as its shortcut.
+  ``repl.warm_start`` says: the guard checks, ``warm_start.start_from_plain_state_dict``
+  computes the start.
 """
 import logging
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from .coefficients import COEFFICIENTS, CoefficientSpec, replaced_blocks
-from .conversion import residual_keys
 from .errors import CheckpointMismatchError
+from .warm_start import start_from_plain_state_dict
 
 Log = Callable[[str], None]
 _MARKER = f'.{COEFFICIENTS}.'
@@ -41,13 +37,13 @@ class StateDictGuard:
         block_paths: the replaced blocks' paths in the backbone (``'layer1.1'``).
         chain: every block's path in the backbone, in forward order.
         kind: ``repl.kind``.
-        warm_start: ``ReplacementConfig.warm_start_mode``: how the coefficients start from a
-            plain checkpoint.
+        warm_start: the resolved ``repl.warm_start`` (``settings``): how the coefficients start
+            from a plain checkpoint (``warm_start``).
         log: where the one-line summary of a plain checkpoint goes.
     """
 
     def __init__(self, block_paths: Sequence[str], chain: Sequence[str], kind: str,
-                 warm_start: Optional[str], log: Log = logging.getLogger('repl_mm').info) -> None:
+                 warm_start: Optional[str], log: Log = logging.getLogger(__name__).info) -> None:
         self.block_paths = list(block_paths)
         self.chain = list(chain)
         self.kind = kind
@@ -151,28 +147,8 @@ class StateDictGuard:
             message = (f'RepL: {len(dropped)} tensors of replaced blocks in the loaded state '
                        f'dict were not loaded (their parameters are synthesised from their '
                        f'neighbours): {blocks}.')
-        if self.warm_start in ('identity', 'activations'):
-            for path, block in replaced_blocks(module):
-                coefficients = getattr(block, COEFFICIENTS)
-                for key in residual_keys(block):
-                    state_dict[f'{prefix}{path}.{COEFFICIENTS}.{key}'] = torch.zeros_like(
-                        coefficients[key])
-            message += (' Warm start: each replaced block starts as its shortcut (the '
-                        'coefficients that end its residual branch are zero)'
-                        + (", as repl.warm_start='activations' does without data (the fit "
-                           "runs in tools/convert.py)." if self.warm_start == 'activations'
-                           else '.'))
-        elif self.warm_start == 'weights' and self.kind == 'light':
-            message += (' A light surrogate computes another function than the block it '
-                        'replaces, so their weights cannot initialise it: its coefficients keep '
-                        'repl.init and its norm starts with fresh statistics.')
-        elif self.warm_start == 'weights':
-            errors = warm_start_coefficients(module, replaced_blocks(module), incoming,
-                                             state_dict, prefix)
-            if errors:
-                message += (' Warm start: (a, b) fitted to them by least squares; relative '
-                            'fit error ' + ', '.join(f'{prefix}{p} {e:.3f}'
-                                                     for p, e in errors.items()) + '.')
+        message += start_from_plain_state_dict(module, self.warm_start, self.kind, incoming,
+                                               state_dict, prefix)
         for key in dropped:
             del state_dict[incoming[key]]
         self.log(message)
@@ -197,55 +173,3 @@ class StateDictGuard:
             f"values. Set repl.kind='removed' and repl.blocks to the plan it was trained with to "
             f'load it, or use a checkpoint of this backbone.',
             checkpoint_missing=[prefix + p for p in missing])
-
-
-def warm_start_coefficients(module: nn.Module, blocks: List[Tuple[str, nn.Module]],
-                            incoming: Dict[str, str], state_dict: Dict[str, torch.Tensor],
-                            prefix: str) -> Dict[str, float]:
-    """Fit every ``(a, b)`` of ``blocks`` to the blocks' own weights found in ``state_dict``.
-
-    Solves ``min ||a * adapt(P_prev) + b * adapt(P_next) - P||^2`` over the tensors sharing a
-    coefficient (per output channel for ``'channel'`` granularity) with the neighbours' tensors
-    from the same state dict, and writes the result into ``state_dict`` as the coefficients'
-    entries. Returns ``{block path: ||residual|| / ||P||}`` for the blocks it fitted.
-    """
-    # neighbours by tensor identity, not module identity: SyncBN <-> BN converters put new
-    # modules in the tree around the same parameter tensors
-    names = {id(t): n for n, t in module.named_parameters(remove_duplicate=False)}
-    names.update((id(t), n) for n, t in module.named_buffers(remove_duplicate=False))
-    errors = {}
-    for block_path, block in blocks:
-        groups: Dict[str, List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
-        for owner_path, owner in block.named_modules():
-            if not parametrize.is_parametrized(owner):
-                continue
-            for tensor_name, parametrizations in owner.parametrizations.items():
-                synthesis = parametrizations[0]
-                keys = [f'{block_path}.{owner_path}.{tensor_name}'] + [
-                    names.get(id(getattr(n, synthesis.tensor_name)), '')
-                    for n in synthesis.neighbours]
-                if not all(k in incoming for k in keys):
-                    continue
-                own, p_prev, p_next = (state_dict[incoming[k]].detach().double() for k in keys)
-                with torch.no_grad():
-                    u, v = (t.double() for t in synthesis.adapt(p_prev.float(), p_next.float()))
-                groups.setdefault(synthesis.key, []).append((own, u, v))
-        if not groups:
-            continue
-        residual = total = 0.0
-        for key, tensors in groups.items():
-            coefficients = block.get_parameter(f'{COEFFICIENTS}.{key}')
-            per_channel = coefficients.dim() == 2
-            columns = [torch.cat([t.reshape(t.shape[0], -1) if per_channel else t.reshape(1, -1)
-                                  for t in part], dim=1) for part in zip(*tensors)]
-            own, u, v = columns
-            system = torch.stack([u, v], dim=-1)  # (groups, N, 2)
-            solution = torch.linalg.lstsq(system, own.unsqueeze(-1), driver='gelsd').solution
-            fitted = solution.squeeze(-1).T  # (2, groups)
-            residual += (system @ solution).squeeze(-1).sub(own).square().sum().item()
-            total += own.square().sum().item()
-            value = fitted if per_channel else fitted[:, 0]
-            state_dict[f'{prefix}{block_path}.{COEFFICIENTS}.{key}'] = value.to(
-                coefficients.dtype)
-        errors[block_path] = (residual / max(total, 1e-30)) ** 0.5
-    return errors

@@ -13,45 +13,34 @@ block needs:
   are plain attributes resolved by name).
 
 A batch norm whose affine parameters are synthesised says ``affine=False`` (it owns no affine
-parameters; its forward uses ``weight`` and ``bias`` all the same). So converters that rebuild
-norm layers (``SyncBatchNorm.convert_sync_batchnorm``, mmengine's ``convert_sync_batchnorm`` and
-``revert_sync_batchnorm``) build the new norm without affine parameters, with the running
-statistics and the ``parametrizations`` child carried over, instead of failing on the assignment
-of a computed tensor to a parameter. When that child is registered in the new norm, a global
-module-registration hook (``carry_synthesis_over``) attaches the synthesis to it; should a tool
-move it some other way, the block re-attaches before its next forward
-(``BlockSynthesis.reattach``).
+parameters; its forward uses ``weight`` and ``bias`` all the same), so that converters rebuilding
+norm layers (SyncBN <-> BN) carry the synthesis over (``norm_rebuild``).
 
 The coefficients ``(a, b)`` are stored in the replaced block as ``repl_coefficients[key]``
 (shape ``(2,)`` or ``(2, C_out)``) and the adapters as ``repl_adapters[...]``; this module only
 points at them, so nothing is registered twice.
 
-A backbone synthesises the tensors of all its replaced blocks at once, when its forward starts
-(``BackboneSynthesis``, a forward pre-hook on the backbone: one autograd node; on the CPU
-``torch._foreach_*`` products, on CUDA one flat buffer, ``flat_synthesis``), which saves the
-per-tensor and per-block kernel launches that dominate a small-batch GPU step (docs/benchmarks.md
-counts them). A replaced block called on its own (outside its backbone's
-forward: folding checks, warm-start fits) synthesises its own tensors the same way
-(``BlockSynthesis``, a forward pre-hook on the block). The parametrizations return those values
-inside the block's forward, and, during a backward pass, while every tensor they were made from
-is unchanged (a checkpointed block's recomputation); read anywhere else (folding, warm start, user
-code, after a ``.data`` write) a tensor is synthesised on its own, with the same result, bit for
-bit (the same kernels). Under ``torch.compile`` the block is traced tensor by tensor: the compiler
-fuses those kernels itself.
+Inside its block's forward (and in a checkpointed block's recomputation) a parametrization
+returns the value made together with the other tensors of its block or backbone
+(``synthesis_batching``); read anywhere else (folding, warm start, user code, after a ``.data``
+write) a tensor is synthesised on its own, with the same result, bit for bit (the same kernels,
+``synthesis_kernels``). Imports go one way: ``synthesis_kernels`` <- ``synthesis`` <-
+``synthesis_batching`` and ``norm_rebuild``; a parametrization reaches its ``BlockSynthesis``
+through the attribute ``group``.
 """
-import contextlib
 import math
-import weakref
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
-from . import flat_synthesis
+from .backward_pass import outside_recomputation
+from .synthesis_kernels import synthesise_tensor
 
-GRANULARITIES = ('tensor', 'channel', 'submodule')
+if TYPE_CHECKING:
+    from .synthesis_batching import BlockSynthesis
 
 
 class NeighbourSynthesis(nn.Module):
@@ -119,13 +108,7 @@ class NeighbourSynthesis(nn.Module):
             return value
         with outside_recomputation():
             p_prev, p_next = self.neighbour_tensors()
-            coefficients = self.coefficients()
-            # the kernels of the batched path, so both give the same bits (folding must not
-            # drift)
-            if uses_flat_synthesis((coefficients, p_prev, p_next)):
-                return flat_synthesis.synthesise([coefficients], [p_prev], [p_next])[0]
-            a, b = _broadcast(coefficients, p_prev.dim())
-            return torch.addcmul(p_prev * a, p_next, b)
+            return synthesise_tensor(self.coefficients(), p_prev, p_next)
 
     def right_inverse(self, value: Tensor) -> tuple:
         """Owns no tensors: the replaced block's own values are discarded."""
@@ -156,383 +139,12 @@ def attach(owner: nn.Module, synthesis: NeighbourSynthesis) -> None:
         owner.affine = False  # owns no affine parameters; see the module docstring
 
 
-def carry_synthesis_over(module: nn.Module, name: str,
-                         submodule: Optional[nn.Module]) -> Optional[nn.Module]:
-    """Global module-registration hook: attach synthesis to a norm that a converter rebuilt.
-
-    A converter builds the new norm, then registers the old norm's children in it; one of them
-    is the old norm's ``parametrizations``. Returns the new norm's own ``parametrizations`` to
-    register instead, or ``None`` (nothing to do) for every other registration.
-    """
-    if name != 'parametrizations' or not isinstance(submodule, nn.ModuleDict):
-        return None
-    syntheses = [entry[0] for entry in submodule.values()
-                 if len(entry) and isinstance(entry[0], NeighbourSynthesis)]
-    if not syntheses or any(isinstance(getattr(type(module), s.target_name, None), property)
-                            for s in syntheses):
-        return None  # parametrize building its own dict, or an already parametrized module
-    for synthesis in syntheses:
-        attach(module, synthesis)
-    return module._modules['parametrizations']
-
-
-_rebuild_hook = []
-
-
-def install_rebuild_hook() -> None:
-    """Register ``carry_synthesis_over`` for the process (once)."""
-    if not _rebuild_hook:
-        _rebuild_hook.append(
-            torch.nn.modules.module.register_module_module_registration_hook(
-                carry_synthesis_over))
-
-
 def is_attached(owner: nn.Module, synthesis: NeighbourSynthesis) -> bool:
     """Whether ``owner.<target_name>`` is (still) computed by ``synthesis``."""
     name = synthesis.target_name
     return (isinstance(getattr(type(owner), name, None), property)
             and parametrize.is_parametrized(owner, name)
             and owner.parametrizations[name][0] is synthesis)
-
-
-def in_backward() -> bool:
-    """Whether autograd is running a backward pass (where checkpoints recompute)."""
-    return torch._C._current_graph_task_id() != -1
-
-
-def outside_recomputation():
-    """Inside a backward pass, a context in which the tensors autograd saves are kept as they are.
-
-    A checkpointed block recomputes its forward in the backward pass and must save exactly the
-    tensors its forward saved (torch checks their number and shapes). Its synthesised values came
-    from outside its forward (the backbone's node) or from before its checkpoint started (its own
-    pre-hook); when they must be made again during the recomputation (another forward of the
-    block ran in between and its backward has freed them: two crops before one backward), the
-    synthesis saves its inputs under these hooks, not the checkpoint's, so the recomputation
-    saves what the forward saved. Outside a backward pass: nothing.
-    """
-    if not in_backward():
-        return contextlib.nullcontext()
-    return torch.autograd.graph.saved_tensors_hooks(_keep, _keep)
-
-
-def _keep(tensor: Tensor) -> Tensor:
-    return tensor
-
-
-def _broadcast(coefficients: Tensor, dim: int) -> Tuple[Tensor, Tensor]:
-    """``a, b`` of a ``(2,)`` or ``(2, C_out)`` coefficient tensor, broadcastable to a tensor of
-    ``dim`` dims (per output channel: over the remaining dims)."""
-    a, b = coefficients[0], coefficients[1]
-    if a.dim() == 1:
-        a = a.view(-1, *([1] * (dim - 1)))
-        b = b.view(-1, *([1] * (dim - 1)))
-    return a, b
-
-
-class BlockSynthesis:
-    """Synthesises all tensors of one replaced block (or light surrogate) at once, per forward.
-
-    Registered on the block as a forward pre-hook, which evaluates every ``NeighbourSynthesis``
-    of the block in one ``_SynthesiseTensors`` call, and a forward hook. Inside the block's
-    forward the parametrizations return those values. A forward with gradients keeps them until
-    their backward has run, for a checkpointed block's recomputation in the backward pass (which
-    must save the same tensors as the forward did), and serves them there only while every
-    tensor they were made from is unchanged (same storage, same version counter) and the grad
-    mode is the same. Outside the block's forward and outside a backward pass the tensors are
-    synthesised afresh: a ``.data`` write (mmengine's EMA swap, some fused optimizers) changes a
-    tensor without a version change. ``deepcopy`` and pickling drop the values.
-    """
-
-    def __init__(self, holder: nn.Module, syntheses: List[NeighbourSynthesis]) -> None:
-        self.holder = holder
-        self.syntheses = syntheses
-        self.values: Optional[Tuple[Tensor, ...]] = None
-        self.inside_forward = False
-        self.generation = 0  # which forward made ``values``; their backward drops only those
-        self._stamp: tuple = ()
-        #: ``values`` were made by the backbone's forward that is running now (``prefetch``)
-        self.prefetched = False
-        self.batch: Optional['BackboneSynthesis'] = None
-        for index, synthesis in enumerate(syntheses):
-            synthesis.group, synthesis.index = self, index
-        # only batch norms are rebuilt by converters (SyncBN <-> BN)
-        self._norm_syntheses = [s for s in syntheses
-                                if isinstance(holder.get_submodule(s.owner_path), _BatchNorm)]
-        self.handles = (holder.register_forward_pre_hook(self.synthesise),
-                        holder.register_forward_hook(self.leave, always_call=True))
-
-    def reattach(self) -> None:
-        """Attach the synthesis to norms that a converter has rebuilt since it was installed."""
-        for synthesis in self._norm_syntheses:
-            owner = self.holder.get_submodule(synthesis.owner_path)
-            if not is_attached(owner, synthesis):
-                attach(owner, synthesis)
-
-    def synthesise(self, module: nn.Module, args: tuple) -> None:
-        if torch.compiler.is_compiling():
-            return  # traced tensor by tensor: the compiler fuses those kernels itself
-        self.reattach()
-        # made by the backbone's forward that is running now, or by the forward whose backward
-        # is running now (a checkpointed block's recomputation): the same values, if current
-        reusable = self.values is not None and (self.prefetched or in_backward())
-        self.prefetched = False
-        if not (reusable and self.stamp() == self._stamp):
-            with outside_recomputation():
-                synthesise_together([self])
-        self.inside_forward = True
-
-    def leave(self, module: nn.Module, args: tuple, output) -> None:
-        self.inside_forward = False
-        self.drop_values_without_graph()
-
-    def drop_values_without_graph(self) -> None:
-        """Drop values made with no graph (no_grad, frozen): no backward will recompute them."""
-        if self.values is not None and not self.values[0].requires_grad:
-            self.values = None
-
-    def backward_done(self, generation: int) -> None:
-        """The values of forward ``generation`` have had their backward: drop them."""
-        if generation == self.generation:
-            self.values = None
-
-    def value(self, index: int) -> Optional[Tensor]:
-        """The block's synthesised tensor ``index`` where it may be served, else ``None``."""
-        if self.values is None or torch.compiler.is_compiling():
-            return None
-        if self.inside_forward:
-            return self.values[index]
-        if self.stamp() != self._stamp:
-            self.values = None  # stale: free it
-            return None
-        return self.values[index] if in_backward() else None
-
-    def stamp(self) -> tuple:
-        """Storage and version of every tensor the values depend on, and the grad mode."""
-        sources = []
-        for synthesis in self.syntheses:
-            sources += [getattr(owner, synthesis.tensor_name) for owner in synthesis.neighbours]
-            sources.append(synthesis.coefficients())
-            sources += [p for adapter in synthesis.adapters if adapter is not None
-                        for p in adapter.parameters()]
-        return (torch.is_grad_enabled(), *((t.data_ptr(), t._version) for t in sources))
-
-    def remove(self) -> None:
-        """Unhook from the block; its tensors are then synthesised one by one (e.g. folding)."""
-        for handle in self.handles:
-            handle.remove()
-        for synthesis in self.syntheses:
-            synthesis.group = None
-        self.values = None
-        if self.batch is not None:
-            self.batch.discard(self)
-            self.batch = None
-
-    def __getstate__(self) -> dict:
-        # the values are graph outputs (not deep-copyable) and belong to this model's tensors
-        return dict(self.__dict__, values=None, inside_forward=False, _stamp=(),
-                    prefetched=False)
-
-
-def _distributed() -> bool:
-    """Whether this process is one of several of a ``torch.distributed`` run."""
-    return (torch.distributed.is_available() and torch.distributed.is_initialized()
-            and torch.distributed.get_world_size() > 1)
-
-
-def synthesise_together(groups: Sequence[BlockSynthesis]) -> None:
-    """Synthesise every tensor of ``groups`` in one ``_SynthesiseTensors`` node; each group gets
-    its values, a new generation and the stamp of its sources."""
-    coefficients, prevs, nexts, owners = [], [], [], []
-    for group in groups:
-        for synthesis in group.syntheses:
-            p_prev, p_next = synthesis.neighbour_tensors()
-            coefficients.append(synthesis.coefficients())
-            prevs.append(p_prev)
-            nexts.append(p_next)
-        group.generation += 1
-        owners.append((weakref.ref(group), group.generation))
-    values = _SynthesiseTensors.apply(tuple(owners), len(prevs), *coefficients, *prevs, *nexts)
-    start = 0
-    for group in groups:
-        group.values = values[start:start + len(group.syntheses)]
-        group._stamp = group.stamp()
-        start += len(group.syntheses)
-
-
-class BackboneSynthesis:
-    """Synthesises the tensors of all replaced blocks of a backbone at once, per forward.
-
-    A forward pre-hook on the backbone makes every block's values in one ``_SynthesiseTensors``
-    node; each block's own pre-hook (``BlockSynthesis.synthesise``) then serves them inside its
-    forward, if every tensor they were made from is unchanged, and a forward hook withdraws them
-    when the backbone's forward ends (a block called on its own afterwards synthesises afresh,
-    see ``BlockSynthesis``). The node's backward runs once all replaced blocks' gradients have
-    arrived, that is near the end of the backward pass, and so do the neighbours' gradients. In a
-    distributed run that would stall DDP, which all-reduces its gradient buckets strictly in
-    order (torch's ``Reducer::mark_bucket_ready``): the first bucket holding a neighbour would
-    hold every later bucket until the backward ends. So with more than one process each block
-    keeps its own node, and its neighbours' gradients are ready once its backward has run.
-    """
-
-    def __init__(self, backbone: nn.Module, groups: Sequence[BlockSynthesis]) -> None:
-        self.groups = list(groups)
-        for group in self.groups:
-            group.batch = self
-        self.handles = (backbone.register_forward_pre_hook(self.prefetch),
-                        backbone.register_forward_hook(self.finish, always_call=True))
-
-    def prefetch(self, module: nn.Module, args: tuple) -> None:
-        if torch.compiler.is_compiling() or not self.groups or _distributed():
-            return
-        for group in self.groups:
-            group.reattach()
-        synthesise_together(self.groups)
-        for group in self.groups:
-            group.prefetched = True
-
-    def finish(self, module: nn.Module, args: tuple, output) -> None:
-        for group in self.groups:
-            group.prefetched = False
-            group.drop_values_without_graph()  # of a block this forward did not run
-
-    def remove(self) -> None:
-        """Unhook from the backbone: each block synthesises its own tensors again (same values;
-        how ``benchmarks/profile_backbone.py --per-block`` measures what batching saves)."""
-        for group in self.groups:
-            group.batch = None
-        self.groups = []
-        self._unhook()
-
-    def discard(self, group: BlockSynthesis) -> None:
-        """``group`` no longer batches (folded, or timed per tensor); unhook when none is left."""
-        self.groups = [g for g in self.groups if g is not group]
-        if not self.groups:
-            self._unhook()
-
-    def _unhook(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-
-class _SynthesiseTensors(torch.autograd.Function):
-    """``P_i = a_i * prev_i + b_i * next_i`` for all ``i`` of one or more blocks, as one node.
-
-    Inputs: ``owners``, ``(weak reference to a BlockSynthesis, generation)`` of each block whose
-    values these are (told when the backward has run: a strong reference would make a cycle
-    through the graph), ``n``, then the ``n`` coefficient tensors (``(2,)`` or ``(2, C_out)``,
-    one may repeat for shared keys), the ``n`` adapted previous and the ``n`` adapted next
-    tensors. On the CPU: forward two ``foreach`` operators; backward two ``foreach`` products
-    (neighbour gradients) and one dot product per tensor and side (coefficient gradients
-    ``<g_i, prev_i>``, ``<g_i, next_i>``, per tensor or per output channel). On CUDA, one flat
-    buffer (``flat_synthesis``). Nothing is saved but the inputs themselves.
-    """
-
-    @staticmethod
-    def forward(ctx, owners: tuple, n: int, *tensors: Tensor) -> Tuple[Tensor, ...]:
-        coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
-        ctx.flat = uses_flat_synthesis(tensors)
-        if ctx.flat:
-            values = flat_synthesis.synthesise(coefficients, prevs, nexts)
-        else:
-            a, b = zip(*(_broadcast(c, p.dim()) for c, p in zip(coefficients, prevs)))
-            values = torch._foreach_mul(prevs, a)
-            torch._foreach_addcmul_(values, nexts, b)
-        ctx.owners, ctx.n = owners, n
-        ctx.save_for_backward(*tensors)
-        ctx.set_materialize_grads(False)
-        return tuple(values)
-
-    @staticmethod
-    def backward(ctx, *grads: Optional[Tensor]) -> tuple:
-        n = ctx.n
-        tensors = ctx.saved_tensors
-        coefficients, prevs, nexts = tensors[:n], tensors[n:2 * n], tensors[2 * n:]
-        needs = ctx.needs_input_grad[2:]
-        if ctx.flat:
-            result = flat_synthesis.backward(grads, coefficients, prevs, nexts, needs)
-        else:
-            result = _foreach_backward(grads, coefficients, prevs, nexts, needs)
-        for reference, generation in ctx.owners:
-            group = reference()
-            if group is not None:
-                group.backward_done(generation)
-        return (None, None, *result)
-
-
-#: device type -> whether tensors are synthesised as one flat buffer (``flat_synthesis``: a
-#: handful of kernels for any number of tensors) rather than with ``foreach`` operators over the
-#: tensors (one kernel per tensor where shapes differ, as on CUDA; on the CPU the same loop as
-#: synthesising each tensor on its own, so the CPU keeps that path)
-FLAT_SYNTHESIS: Dict[str, bool] = {'cuda': True}
-
-
-def uses_flat_synthesis(tensors: Sequence[Tensor]) -> bool:
-    """Whether ``tensors`` (coefficients, previous and next tensors) are synthesised flat: their
-    device type says so and they share one device and dtype."""
-    first = tensors[0]
-    return (FLAT_SYNTHESIS.get(first.device.type, False)
-            and all(t.device == first.device and t.dtype == first.dtype for t in tensors))
-
-
-def _foreach_backward(grads, coefficients, prevs, nexts, needs) -> List[Optional[Tensor]]:
-    """``_SynthesiseTensors``' input gradients with ``foreach`` products and dot products."""
-    n = len(prevs)
-    result: List[Optional[Tensor]] = [None] * (3 * n)
-    used = [i for i, g in enumerate(grads) if g is not None]
-    pairs = {i: _broadcast(coefficients[i], grads[i].dim()) for i in used}
-    for offset, pick in ((n, 0), (2 * n, 1)):  # neighbour gradients: a_i * g_i, b_i * g_i
-        wanted = [i for i in used if needs[offset + i]]
-        if wanted:
-            products = torch._foreach_mul([grads[i] for i in wanted],
-                                          [pairs[i][pick] for i in wanted])
-            for i, product in zip(wanted, products):
-                result[offset + i] = product
-    wanted = [i for i in used if needs[i]]
-    if wanted:
-        _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result)
-    return result
-
-
-def _coefficient_grads_by_dots(grads, coefficients, prevs, nexts, wanted, result) -> None:
-    """``result[i] = [<g_i, prev_i>, <g_i, next_i>]`` (per channel for ``(2, C_out)``), one dot
-    product per tensor and side; the ``(2,)`` ones stacked once."""
-    per_tensor = [i for i in wanted if coefficients[i].dim() == 1]
-    if per_tensor:
-        dots = []
-        for i in per_tensor:
-            flat = grads[i].reshape(-1)
-            dots += [torch.dot(flat, prevs[i].reshape(-1)),
-                     torch.dot(flat, nexts[i].reshape(-1))]
-        for i, row in zip(per_tensor, torch.stack(dots).view(-1, 2)):
-            result[i] = row
-    for i in wanted:  # (2, C_out) coefficients: per-channel dot products
-        if coefficients[i].dim() == 2:
-            flat = grads[i].reshape(grads[i].shape[0], -1)
-            result[i] = torch.stack([
-                torch.linalg.vecdot(flat, side.reshape(side.shape[0], -1))
-                for side in (prevs[i], nexts[i])])
-
-
-def block_syntheses(model: nn.Module) -> List[BlockSynthesis]:
-    """The ``BlockSynthesis`` of every replaced block in ``model``, each once.
-
-    ``for group in block_syntheses(model): group.remove()`` makes every tensor synthesise on its
-    own again (same values; how ``benchmarks/profile_backbone.py --per-tensor`` measures
-    what batching saves); it also unhooks the backbone's ``BackboneSynthesis``.
-    """
-    groups = {}
-    for module in model.modules():
-        if isinstance(module, NeighbourSynthesis) and module.group is not None:
-            groups.setdefault(id(module.group), module.group)
-    return list(groups.values())
-
-
-def backbone_syntheses(model: nn.Module) -> List[BackboneSynthesis]:
-    """The ``BackboneSynthesis`` of every backbone in ``model`` with replaced blocks."""
-    batches = {id(group.batch): group.batch for group in block_syntheses(model)
-               if group.batch is not None}
-    return list(batches.values())
 
 
 def synthesised_numel(model: nn.Module) -> int:

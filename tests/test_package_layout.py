@@ -121,10 +121,10 @@ def test_importing_the_mechanism_imports_no_openmmlab_package():
 def test_a_broken_module_is_not_hidden():
     """``import repl_mm`` must not catch an ImportError of ``repl_mm.engine`` and go on without
     it: the hooks would be silently missing."""
-    result = run_python("import sys; sys.modules['repl_mm.engine.checkpoint'] = None\n"
+    result = run_python("import sys; sys.modules['repl_mm.engine.checkpoint_files'] = None\n"
                         "import repl_mm\n")
     assert result.returncode != 0
-    assert 'repl_mm.engine.checkpoint' in result.stderr.strip().splitlines()[-1]
+    assert 'repl_mm.engine.checkpoint_files' in result.stderr.strip().splitlines()[-1]
 
 
 def test_the_wheel_holds_the_package_only(tmp_path):

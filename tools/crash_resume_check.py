@@ -38,7 +38,7 @@ import torch
 from repl_core import ReplError
 from repl_mm.engine import trusted_checkpoint_globals
 from repl_mm.engine.cli import read_config, run_tool
-from repl_mm.engine.errors import last_complete_checkpoint
+from repl_mm.engine.checkpoint_files import last_complete_checkpoint
 
 TOOLS = Path(__file__).resolve().parent
 BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')

@@ -7,8 +7,8 @@ import repl_mm  # noqa: F401  (registers the RepL classes)
 from repl_mm.engine import (check_data_paths, finish_launcher, load_strictly, prepare_launcher,
                             trusted_checkpoint_globals)
 from repl_mm.engine.cli import add_common_args, merge_test_args, read_config, run_tool
-from repl_mm.engine.errors import (check_datasets_not_empty, explain_build_errors,
-                                   explain_errors)
+from repl_mm.engine.explain_errors import (check_datasets_not_empty, explain_build_errors,
+                                           explain_errors)
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,7 +1,6 @@
 """What a config's model costs: parameters and FLOPs per backbone stage and, measured, seconds
 per training iteration and peak memory (``tools/analysis/cost_report.py``)."""
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -11,6 +10,7 @@ from torch import nn
 from repl_core import ReplError, is_replaced
 from repl_mm.engine.memory import ProcessPeakMemory, peak_memory_meter
 from .params import ParameterCount
+from .step_timing import device_sync, timed_steps
 from .synthetic import (framework_of, input_channels, input_shape, model_cfg_of,
                         synthetic_batch)
 
@@ -173,7 +173,8 @@ def forward_flops(model: nn.Module, framework: str, shape: Tuple[int, int],
 
 def measure_training(model: nn.Module, optim_wrapper, batch: Dict[str, list], iters: int,
                      warmup: int = 1, progress: bool = True) -> Dict[str, Any]:
-    """Run ``warmup + iters`` training steps on ``batch``; time the last ``iters``.
+    """Run ``warmup + iters`` training steps on ``batch`` (``step_timing.timed_steps``); time the
+    last ``iters``.
 
     Returns ``seconds_per_iter`` (mean), ``seconds_min``, ``batch_input_shape`` (what the model
     runs on after its data preprocessor, e.g. mmseg pads training inputs to its ``size``) and
@@ -186,30 +187,21 @@ def measure_training(model: nn.Module, optim_wrapper, batch: Dict[str, list], it
     meter = peak_memory_meter(device)
     before = meter.current_mb() if isinstance(meter, ProcessPeakMemory) else None
     bar = ProgressBar(warmup + iters, file=sys.stderr) if progress else None
-    durations = []
     model.train()
     with torch.no_grad():
         batch_input_shape = list(model.data_preprocessor(batch, True)['inputs'].shape)
     try:
-        for step in range(warmup + iters):
-            if step == warmup:
-                meter.reset()
-            start = time.perf_counter()
-            model.train_step(batch, optim_wrapper)
-            if device.type == 'cuda':
-                torch.cuda.synchronize(device)
-            durations.append(time.perf_counter() - start)
-            if bar is not None:
-                bar.update()
+        times = timed_steps(lambda: model.train_step(batch, optim_wrapper), iters, warmup,
+                            sync=device_sync(device), before_timed=meter.reset,
+                            after_step=None if bar is None else lambda *_: bar.update())
         memory = meter.read()
     finally:
         meter.close()
         if bar is not None:
             sys.stderr.write('\n')
-    timed = durations[warmup:]
     result = dict(device=str(device), iters=iters, warmup=warmup,
                   batch_input_shape=batch_input_shape,
-                  seconds_per_iter=sum(timed) / len(timed), seconds_min=min(timed),
+                  seconds_per_iter=times.mean, seconds_min=times.min,
                   memory_source=meter.source, **memory)
     if before is not None and 'cpu_peak_rss_mb' in memory:
         result.update(rss_before_mb=before, training_mb=memory['cpu_peak_rss_mb'] - before)
@@ -265,6 +257,11 @@ def si_number(value: Optional[float]) -> str:
         if abs(value) >= scale:
             return f'{value / scale:.2f}{unit}'
     return str(round(value))
+
+
+def ratio_text(value: Optional[float], digits: int = 2) -> str:
+    """``1.2345`` -> ``'1.23x'`` (``digits`` decimals); ``''`` for ``None``."""
+    return '' if value is None else f'{value:.{digits}f}x'
 
 
 def format_markdown(report: CostReport) -> str:

@@ -35,7 +35,7 @@ from repl_mm.engine.cost_figures import torch_optimizers
 from repl_mm.engine.ledger import CATEGORIES, OTHER_KINDS, LedgerResult, StepLedger
 from repl_mm.engine.memory import MIB
 from .allocator_peak import AllocatorPeak
-from .cost_report import backbone_stages, si_number
+from .cost_report import backbone_stages, ratio_text, si_number
 from .params import ParameterCount
 from .synthetic import (backbone_input, backbone_step, framework_of, input_channels,
                         model_cfg_of, synthetic_batch, train_input_shape)
@@ -353,10 +353,6 @@ def _mib(value: Optional[float]) -> str:
     return '' if value is None else f'{value / MIB:,.1f}'
 
 
-def _x(value: Optional[float]) -> str:
-    return '' if value is None else f'{value:.3f}x'
-
-
 def _inside(measured: Dict[str, Any]) -> str:
     """The operator running at the measured peak and what it had allocated itself."""
     if not measured.get('peak_operator'):
@@ -406,8 +402,8 @@ def format_ledger_markdown(report: Dict[str, Any]) -> str:
             f'| {v["name"]} | ' + ' | '.join(_mib(by_category[c]) for c in categories)
             + f' | {_mib(v["peak"]["total"])} | {_mib(v["measured"]["peak_bytes"])} | '
               f'{v["peak"]["total"] / v["measured"]["peak_bytes"]:.3f} | '
-              f'{_x(r["peak_vs_plain"])} | {_x(r["peak_vs_removed"])} | {v["peak"]["phase"]} | '
-              f'{_inside(v["measured"])} |')
+              f'{ratio_text(r["peak_vs_plain"], 3)} | {ratio_text(r["peak_vs_removed"], 3)} | '
+              f'{v["peak"]["phase"]} | {_inside(v["measured"])} |')
     lines += ['', '| variant | what | saved for backward MiB | vs plain | vs removed | '
                   'of it activations | trainable params | vs plain | FLOPs fwd | FLOPs bwd | '
                   'elementwise + norm bytes | other at peak: ' + ', '.join(OTHER_KINDS)
@@ -418,9 +414,9 @@ def format_ledger_markdown(report: Dict[str, Any]) -> str:
         other = ', '.join(_mib(v['peak']['other_kinds'][k]) for k in OTHER_KINDS)
         lines.append(
             f'| {v["name"]} | {v["description"]} | {_mib(sum(saved.values()))} | '
-            f'{_x(r["saved_vs_plain"])} | {_x(r["saved_vs_removed"])} | '
+            f'{ratio_text(r["saved_vs_plain"], 3)} | {ratio_text(r["saved_vs_removed"], 3)} | '
             f'{_mib(saved["activations"])} | {v["params"]["trainable"]:,} | '
-            f'{_x(r["trainable_vs_plain"])} | {si_number(v["flops"]["forward"])} | '
+            f'{ratio_text(r["trainable_vs_plain"], 3)} | {si_number(v["flops"]["forward"])} | '
             f'{si_number(v["flops"]["backward"])} | '
             f'{si_number(sum(v["elementwise_bytes"].values()))} | {other} | '
             f'{v["seconds"]:.1f} |')

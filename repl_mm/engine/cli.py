@@ -4,7 +4,6 @@ Modelled on mmpretrain's ``tools/train.py``: one ``merge_*_args(cfg, args)`` han
 scripts stay a few lines.
 """
 import argparse
-import ast
 import os
 import os.path as osp
 import sys
@@ -15,15 +14,16 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from repl_core import ReplError
-from .checkpoint import check_checkpoint_file, read_checkpoint
+from repl_core import ReplError, parse_dict_literal
+from .checkpoint_files import check_checkpoint_file, read_checkpoint
 
 
 class CfgOptionsAction(DictAction):
     """mmengine's ``DictAction`` that also reads dict values: ``key={'layer3': [1, 3]}``.
 
     mmengine's own parses lists and tuples only, and recurses without end on a dict literal with
-    a comma in it (``RecursionError``).
+    a comma in it (``RecursionError``). Dicts are read by ``repl_core.parse_dict_literal``, the
+    parser ``repl.blocks`` given as text goes through too.
     """
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
@@ -32,9 +32,9 @@ class CfgOptionsAction(DictAction):
             key, _, value = item.partition('=')
             if value.lstrip().startswith('{'):
                 try:
-                    literal[key] = ast.literal_eval(value)
-                except (ValueError, SyntaxError):
-                    parser.error(f'--cfg-options {item}: {value} is not a Python dict literal')
+                    literal[key] = parse_dict_literal(value, key)
+                except ReplError as error:
+                    parser.error(f'--cfg-options {error}')
             else:
                 plain.append(item)
         super().__call__(parser, namespace, plain, option_string)

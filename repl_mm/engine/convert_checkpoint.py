@@ -3,7 +3,7 @@
 ``convert_checkpoint(cfg, plain_checkpoint, out_dir, name)`` builds the config's RepL model and
 its plain twin, loads the plain checkpoint (a whole model's, or a backbone's alone, as
 ``init_cfg=Pretrained`` takes), starts the replaced blocks as ``repl.warm_start`` says
-(``repl_core.conversion``; ``'activations'`` on batches of the config's training data), and
+(``repl_core.warm_start``; ``'activations'`` on batches of the config's training data), and
 writes ``<out_dir>/<name>_repl.pth`` (``state_dict`` and ``meta``: the plan and the conversion
 report) and ``<out_dir>/<name>_repl.py`` (the config with the plan written out and
 ``load_from`` set to that checkpoint). With ``repl.blocks='auto'`` it first chooses the plan:
@@ -24,12 +24,13 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, init_default_scope
 from torch import Tensor, nn
 
-from repl_core import CheckpointMismatchError, PlanError, ReplError
-from repl_core.conversion import BlockConversion, convert_from_plain
+from repl_core import CheckpointMismatchError, PlanError
+from repl_core.plan import auto_candidates, choose_within_budget
+from repl_core.warm_start import BlockConversion, convert_from_plain
 from repl_mm.models import plain_model_cfg
-from .checkpoint import read_checkpoint, replaced_blocks_in, state_dict_in
+from .checkpoint_files import read_checkpoint, replaced_blocks_in, state_dict_in
 from .data_check import DataNotFoundError
-from .errors import explain_build_errors
+from .explain_errors import explain_build_errors
 from .fold_checkpoint import primitive
 
 
@@ -138,56 +139,37 @@ def _relative_error(outputs: List[Tensor], references: List[Tensor]) -> float:
     return (error / max(norm, 1e-30)) ** 0.5
 
 
-def _candidates(backbone: nn.Module) -> List[Tuple[str, int]]:
-    """Blocks that may be replaced alone: not the network's first or last, not frozen, and
-    without a projection shortcut or stride (they keep their input's shape)."""
-    chain = [(name, i, block) for name, path in backbone.repl_stages()
-             for i, block in enumerate(backbone.get_submodule(path))]
-    frozen = set(backbone.repl_frozen_blocks())
-    return [(name, i) for name, i, block in chain[1:-1] if (name, i) not in frozen
-            and getattr(block, 'downsample', None) is None and getattr(block, 'stride', 1) == 1]
-
-
 def choose_auto_plan(backbone_cfg: dict, plain_backbone: nn.Module, images: List[Tensor],
                      budget: float, steps: int) -> Tuple[Dict[str, List[int]],
                                                          List[Tuple[str, float]]]:
-    """Rank every candidate block by the backbone's output error with it replaced alone (and
-    started as ``warm_start`` says), then take the cheapest, never two adjacent, until
-    ``budget`` of the backbone's parameters are synthesised."""
+    """Measure every candidate block of the auto plan (``repl_core.plan.auto_candidates``) by
+    the backbone's output error with it replaced alone (and started as ``warm_start`` says), then
+    choose within ``budget`` (``repl_core.plan.choose_within_budget``)."""
     references = _last_output(plain_backbone, images)
     total = sum(p.numel() for p in plain_backbone.parameters())
     probe = MODELS.build(dict(backbone_cfg, repl=dict(backbone_cfg['repl'], blocks={}),
                               init_cfg=None))  # its stages and frozen blocks, nothing replaced
+    stages = [(name, probe.get_submodule(path)) for name, path in probe.repl_stages()]
     costs = []
-    for stage, index in _candidates(probe):
+    for stage, index in auto_candidates(stages, probe.repl_frozen_blocks()):
         repl_cfg = dict(backbone_cfg['repl'], blocks={stage: [index]})
         try:
             backbone = MODELS.build(dict(backbone_cfg, repl=repl_cfg, init_cfg=None))
         except PlanError:
             continue  # e.g. a block without a counterpart in a neighbour
-        convert_from_plain(plain_backbone, backbone, images, steps)
+        convert_from_plain(plain_backbone, backbone, backbone.repl_config.warm_start, images,
+                           steps)
         saved = total - sum(p.numel() for p in backbone.parameters())
         costs.append(((stage, index), _relative_error(_last_output(backbone, images),
                                                       references), saved))
-    costs.sort(key=lambda c: c[1])
-    chain = [(name, i) for name, path in probe.repl_stages()
-             for i in range(len(probe.get_submodule(path)))]
-    chosen, saved = [], 0
-    for block, _, block_saved in costs:
-        position = chain.index(block)
-        if any(abs(chain.index(other) - position) < 2 for other in chosen):
-            continue
-        chosen.append(block)
-        saved += block_saved
-        if saved >= budget * total:
-            break
+    plan, saved = choose_within_budget(costs, [(name, len(blocks)) for name, blocks in stages],
+                                       budget, total)
     if saved < budget * total:
         print_log(f'RepL auto plan: the candidate blocks synthesise only {saved / total:.1%} of '
                   f'the backbone, less than the budget {budget:.0%}; all of them are replaced.',
                   logger='current', level=30)
-    plan = {name: sorted(i for stage, i in chosen if stage == name)
-            for name, _ in probe.repl_stages()}
-    return plan, [(f'{stage}[{i}]', cost) for (stage, i), cost, _ in costs]
+    return plan, [(f'{stage}[{i}]', cost) for (stage, i), cost, _ in
+                  sorted(costs, key=lambda c: c[1])]
 
 
 def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: str,
@@ -206,37 +188,34 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
         with MODELS.switch_scope_and_registry(None) as registry:  # the config's default scope
             backbone_class = registry.get(model_cfg['backbone']['type'])
     loaded = _load_plain(plain, read_plain_state_dict(plain_checkpoint), plain_checkpoint)
-    mode = backbone_class.repl_config_from(
-        {k: v for k, v in repl.items() if k not in ('blocks', 'budget')}).warm_start_mode
-    needs_data = repl.get('blocks') == 'auto' or mode == 'activations'
+    settings = backbone_class.repl_settings(repl)
     try:
-        images = training_images(cfg, plain, batches) if needs_data or batches else []
+        images = (training_images(cfg, plain, batches)
+                  if settings.needs_training_data or batches else [])
     except DataNotFoundError:
-        if needs_data:
+        if settings.needs_training_data:
             raise
         images = []  # the output errors are not measured
     ranking = []
-    if repl.get('blocks') == 'auto':
-        budget = repl.pop('budget', None)
-        if not isinstance(budget, (int, float)) or not 0 < budget < 1:
-            raise ReplError(f"repl.blocks='auto' needs repl.budget, the share of the "
-                            f'backbone\'s parameters to synthesise (0 to 1), got {budget!r}.')
+    if settings.blocks == 'auto':
+        del repl['budget']
         repl['blocks'], ranking = choose_auto_plan(
             dict(model_cfg['backbone'], repl=dict(repl, blocks=None)), plain.backbone, images,
-            budget, steps)
+            settings.budget, steps)
     model_cfg['backbone']['repl'] = repl
     with explain_build_errors(cfg.filename):
         model = MODELS.build(model_cfg)
     model.load_state_dict({k: v for k, v in plain.state_dict().items()
                            if not k.startswith('backbone.')}, strict=False)
-    blocks = convert_from_plain(plain.backbone, model.backbone, images, steps)
+    blocks = convert_from_plain(plain.backbone, model.backbone,
+                                model.backbone.repl_config.warm_start, images, steps)
     error = (_relative_error(_last_output(model.backbone, images),
                              _last_output(plain.backbone, images)) if images else None)
     os.makedirs(out_dir, exist_ok=True)
     checkpoint = osp.abspath(osp.join(out_dir, f'{name}_repl.pth'))
     config = osp.join(out_dir, f'{name}_repl.py')
     plan = model.backbone.repl_plan.to_dict()
-    report = dict(warm_start=model.backbone.repl_config.warm_start_mode, output_error=error,
+    report = dict(warm_start=model.backbone.repl_config.warm_start, output_error=error,
                   blocks=[asdict(b) for b in blocks], ranking=ranking, loaded=loaded)
     torch.save({'state_dict': model.state_dict(),
                 'meta': dict(repl={'backbone': model.backbone.repl_meta()},

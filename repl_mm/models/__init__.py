@@ -1,7 +1,10 @@
 """Framework-independent parts of the RepL backbones (they need mmengine, no task framework)."""
+from .core_logs import route_core_logs
 from .plain_twin import plain_model_cfg
 from .repl_backbone import (RepLBackboneMixin, RepLResNetMixin, RepLSwinMixin,
                             RepLTransformerMixin, RepLViTMixin)
+
+route_core_logs()
 
 __all__ = ['RepLBackboneMixin', 'RepLResNetMixin', 'RepLSwinMixin', 'RepLTransformerMixin',
            'RepLViTMixin', 'plain_model_cfg']

@@ -8,7 +8,6 @@ freezing, logging) is the generic mechanism in ``repl_core``::
     class RepLResNet(RepLResNetMixin, ResNet):
         pass
 """
-import dataclasses
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -17,10 +16,8 @@ from mmengine.logging import print_log
 from torch import nn
 
 from repl_core import (LightSpec, PlanError, ReplacementConfig, ReplacementPlan,
-                          checkpoint_without_reentry, format_blocks,
-                          recompute_in_backward, replace_blocks,
-                          replaced_blocks, suggest_blocks, synthesised_numel)
-from repl_core import coefficient_steps
+                       checkpoint_without_reentry, format_blocks, recompute_in_backward,
+                       replace_blocks, replaced_blocks, suggest_blocks, synthesised_numel)
 
 
 def _log(message: str, level: int = logging.INFO) -> None:
@@ -43,7 +40,7 @@ class RepLBackboneMixin:
     (``repl_core.coefficient_steps``). Frozen blocks (``frozen_stages``) are never replaced:
     the default plan skips them and says so, an explicit plan naming one is refused. With
     ``with_cp=True``, the replaced blocks and their neighbours checkpoint without reentry
-    (``repl_core.checkpointing``: what DDP needs), the other blocks as upstream does;
+    (``repl_core.activation_checkpointing``: what DDP needs), the other blocks as upstream does;
     ``repl.recompute=True`` checkpoints the replaced blocks alone.
     """
 
@@ -53,25 +50,21 @@ class RepLBackboneMixin:
     repl_own_tensors: Tuple[str, ...] = ()
     #: name suffix -> equal parts along dim 0 that shape adapters treat separately
     repl_chunked_tensors: Dict[str, int] = {}
-    #: what ``repl.warm_start=True`` means for this family where it differs from the kind's
-    #: default (``repl_core.config.DEFAULT_WARM_START``), chosen by the transfer benchmark
-    repl_default_warm_start: Optional[str] = None
+    #: the backbone family (``repl_core.settings.FAMILIES``): it chooses what
+    #: ``repl.warm_start=True`` means (``repl_core.settings.default_warm_start``)
+    repl_family: Optional[str] = None
 
     @classmethod
-    def repl_config_from(cls, repl: Optional[dict]) -> ReplacementConfig:
-        """``repl=dict(...)`` as this family reads it (its default warm start included)."""
-        config = ReplacementConfig.from_dict(repl)
-        if (config.warm_start is True and cls.repl_default_warm_start
-                and config.kind != 'removed'):
-            config = dataclasses.replace(config, warm_start=cls.repl_default_warm_start)
-        return config
+    def repl_settings(cls, repl: Optional[dict]) -> ReplacementConfig:
+        """``repl=dict(...)`` checked and resolved for this family (``repl_core.settings``)."""
+        return ReplacementConfig.from_dict(repl, family=cls.repl_family)
 
     def __init__(self, *args, repl: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.repl_config = self.repl_config_from(repl)
+        self.repl_config = self.repl_settings(repl)
         before = sum(p.numel() for p in self.parameters())
         frozen = self.repl_frozen_blocks()
-        self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config, log=_log,
+        self.repl_plan = replace_blocks(self, self.repl_stages(), self.repl_config,
                                         light_spec=self.repl_light_spec,
                                         own_tensors=self.repl_own_tensors,
                                         chunked_tensors=self.repl_chunked_tensors,
@@ -82,8 +75,6 @@ class RepLBackboneMixin:
                 # zero_init_residual override) has nothing to initialise.
                 if getattr(module, 'init_cfg', None) is not None:
                     module.init_cfg = None
-        if self.repl_config.kind != 'removed' and self.repl_plan.replaced:
-            coefficient_steps.install(_log)
         recheckpointed = self._checkpoint_synthesis_blocks_without_reentry()
         after = sum(p.numel() for p in self.parameters())
         self._log_replacement(before, after, recheckpointed, frozen)
@@ -181,6 +172,8 @@ class RepLResNetMixin(RepLBackboneMixin):
     synthesised from the neighbours' (``repl_core.light``).
     """
 
+    repl_family = 'resnet'
+
     def repl_stages(self) -> List[Tuple[str, str]]:
         return [(name, name) for name in self.res_layers]
 
@@ -211,9 +204,7 @@ class RepLTransformerMixin(RepLBackboneMixin):
     """
 
     repl_own_tensors = ('relative_position_bias_table', )
-    # a pre-norm block started as its shortcut keeps more of a pretrained transformer than the
-    # activation fit does, and fine-tunes better (docs/benchmarks.md, section 5)
-    repl_default_warm_start = 'identity'
+    repl_family = 'transformer'
     repl_chunked_tensors = {'qkv.weight': 3, 'qkv.bias': 3, 'in_proj_weight': 3,
                             'in_proj_bias': 3}
 

@@ -1,7 +1,7 @@
 """Tests of repl_mm.analysis.step_timing: the timed-step loop (median, min and max of repeats)."""
 import torch
 
-from step_timing import forward_backward, time_step
+from repl_mm.analysis.step_timing import forward_backward, time_step
 
 
 def test_a_timed_step_runs_warmup_and_repeats_and_trains_nothing():

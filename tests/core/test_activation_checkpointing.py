@@ -1,6 +1,5 @@
-"""Tests of repl_core.activation_checkpointing (today repl_core/checkpointing.py): activation
-checkpointing of the blocks that take part in synthesis, without reentry; DDP and SyncBN
-converters with it.
+"""Tests of repl_core.activation_checkpointing: activation checkpointing of the blocks that take
+part in synthesis, without reentry; DDP and SyncBN converters with it.
 
 repl.recompute=True: replaced blocks keep only their inputs for the backward pass, and training
 follows the same trajectory, bit for bit (parameters, coefficients, norm statistics)."""

@@ -2,7 +2,7 @@
 in which a recomputation inside it saves tensors as they are."""
 import torch
 
-from repl_core.synthesis import in_backward, outside_recomputation
+from repl_core.backward_pass import in_backward, outside_recomputation
 
 
 def test_in_backward_only_while_autograd_runs_one():

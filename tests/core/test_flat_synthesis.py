@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import repl_mm  # noqa: F401
-from repl_core import block_syntheses, flat_synthesis, replaced_blocks, synthesis
+from repl_core import block_syntheses, flat_synthesis, replaced_blocks, synthesis_kernels
 
 from conftest import loss_and_grads
 from cuda_cases import build_mmpretrain, needs_cuda
@@ -75,7 +75,7 @@ def test_cuda_flat_synthesis_equals_per_tensor_reference(repl, channels_last):
     """On CUDA a backbone's replaced tensors are one flat buffer, and a tensor synthesised on its
     own (folding, warm start) takes the same kernels: the loss equals the per-tensor reference's
     bit for bit, the gradients to float64 rounding; the values keep the neighbours' layout."""
-    assert synthesis.FLAT_SYNTHESIS['cuda']
+    assert synthesis_kernels.FLAT_SYNTHESIS['cuda']
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = build_mmpretrain(dict(type='RepLResNet', depth=50, repl=repl)).double()

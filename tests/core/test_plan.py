@@ -1,7 +1,10 @@
-"""Tests of repl_core.plan: which blocks are replaced, the default rule and the checks of a plan."""
+"""Tests of repl_core.plan: which blocks are replaced, the default rule and the checks of a plan;
+the auto plan's own rules (its candidates and its choice in a budget)."""
+from types import SimpleNamespace
+
 import pytest
 
-from repl_core import PlanError, is_replaced, resolve_plan
+from repl_core import PlanError, auto_candidates, choose_within_budget, is_replaced, resolve_plan
 
 from toy_net import replaced_toy
 
@@ -40,3 +43,26 @@ def test_explicit_plan_by_name_and_index_and_default_rule():
     # the last block of a stage may be replaced: its successor lies in the next stage
     assert resolve_plan(stages, {'layer1': [2]}).neighbours(('layer1', 2)) == (
         ('layer1', 1), ('layer2', 0))
+
+
+def strided_blocks(*strides):
+    return [SimpleNamespace(stride=s, downsample=None if s == 1 else object()) for s in strides]
+
+
+def test_auto_candidates_keep_their_input_shape_and_are_neither_first_last_nor_frozen():
+    stages = [('layer1', strided_blocks(1, 1, 1)), ('layer2', strided_blocks(2, 1, 1))]
+    assert auto_candidates(stages) == [('layer1', 1), ('layer1', 2), ('layer2', 1)]
+    assert auto_candidates(stages, frozen=[('layer1', 1)]) == [('layer1', 2), ('layer2', 1)]
+
+
+def test_the_auto_plan_takes_the_cheapest_never_two_adjacent_until_the_budget():
+    stages = [('layer1', 3), ('layer2', 3)]
+    costs = [(('layer1', 1), 0.1, 10), (('layer1', 2), 0.05, 10), (('layer2', 1), 0.2, 10)]
+    # the cheapest, layer1[2], excludes its neighbour layer1[1]; layer2[1] is next
+    assert choose_within_budget(costs, stages, budget=0.1, total=100) == (
+        {'layer1': [2], 'layer2': []}, 10)
+    assert choose_within_budget(costs, stages, budget=0.2, total=100) == (
+        {'layer1': [2], 'layer2': [1]}, 20)
+    # a budget the candidates cannot reach: all that fit, and what they save
+    assert choose_within_budget(costs, stages, budget=0.5, total=100) == (
+        {'layer1': [2], 'layer2': [1]}, 20)

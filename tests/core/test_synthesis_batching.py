@@ -1,7 +1,6 @@
-"""Tests of repl_core.synthesis_batching (today in repl_core/synthesis.py: BlockSynthesis,
-BackboneSynthesis). Batched synthesis (all replaced blocks of a backbone in one node, or each block
-on its own): the same values and gradients as tensor-by-tensor synthesis, fewer operators, and
-values that are never read once stale."""
+"""Tests of repl_core.synthesis_batching (BlockSynthesis, BackboneSynthesis). Batched synthesis (all
+replaced blocks of a backbone in one node, or each block on its own): the same values and gradients
+as tensor-by-tensor synthesis, fewer operators, and values that are never read once stale."""
 import copy
 from collections import Counter
 
@@ -10,7 +9,8 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_core import backbone_syntheses, block_syntheses, replaced_blocks, synthesis
+from repl_core import (backbone_syntheses, block_syntheses, replaced_blocks, synthesis_batching,
+                       synthesis_kernels)
 
 from conftest import loss_and_grads
 from mm_cases import SMALL_RESNETS, backbone_outputs, build_backbone
@@ -46,7 +46,7 @@ def test_batched_equals_per_tensor_synthesis(cfg, repl, size, flat, monkeypatch)
     """The backbone's one node and the blocks' own nodes give the per-tensor reference's loss bit
     for bit, and its gradients, on either path (``foreach``: the CPU's; one flat buffer:
     CUDA's)."""
-    monkeypatch.setitem(synthesis.FLAT_SYNTHESIS, 'cpu', flat)
+    monkeypatch.setitem(synthesis_kernels.FLAT_SYNTHESIS, 'cpu', flat)
     batched = build(cfg, repl).double()
     per_block = copy.deepcopy(batched)
     per_tensor = copy.deepcopy(batched)
@@ -75,13 +75,13 @@ def test_one_synthesis_node_per_backbone_forward(monkeypatch):
     """A backbone forward synthesises every replaced tensor in one node; a block called on its
     own (after the backbone's forward, or with the batching removed) makes its own."""
     nodes = []
-    apply = synthesis._SynthesiseTensors.apply
+    apply = synthesis_kernels.SynthesiseTensors.apply
 
     def counted(owners, n, *tensors):
         nodes.append(n)
         return apply(owners, n, *tensors)
 
-    monkeypatch.setattr(synthesis._SynthesiseTensors, 'apply', staticmethod(counted))
+    monkeypatch.setattr(synthesis_kernels.SynthesiseTensors, 'apply', staticmethod(counted))
     model = build(dict(type='RepLResNet', depth=50), dict(kind='fused'))
     x = torch.randn(2, 3, 64, 64)
     loss_and_grads(model, x)
@@ -102,10 +102,10 @@ def test_each_block_keeps_its_node_in_a_distributed_run(monkeypatch):
     """With several processes (DDP all-reduces its buckets in order) a neighbour's gradient must
     be ready once its block's backward has run, not at the end of the backward pass."""
     nodes = []
-    apply = synthesis._SynthesiseTensors.apply
-    monkeypatch.setattr(synthesis._SynthesiseTensors, 'apply',
+    apply = synthesis_kernels.SynthesiseTensors.apply
+    monkeypatch.setattr(synthesis_kernels.SynthesiseTensors, 'apply',
                         staticmethod(lambda owners, n, *t: nodes.append(n) or apply(owners, n, *t)))
-    monkeypatch.setattr(synthesis, '_distributed', lambda: True)
+    monkeypatch.setattr(synthesis_batching, '_distributed', lambda: True)
     model = build(dict(type='RepLResNet', depth=50), dict(kind='fused'))
     loss_and_grads(model, torch.randn(2, 3, 64, 64))
     assert sorted(nodes) == sorted(len(g.syntheses) for g in block_syntheses(model))
@@ -197,7 +197,7 @@ def test_batching_cuts_the_synthesis_operators(monkeypatch):
     on CUDA's path (one flat buffer): tensor by tensor, block by block and the backbone's one
     node. What is left in the last are the neighbours' gradient accumulations (an ``add_``
     per use of a shared tensor, as any weight sharing costs) and the adapters' pads."""
-    monkeypatch.setitem(synthesis.FLAT_SYNTHESIS, 'cpu', True)
+    monkeypatch.setitem(synthesis_kernels.FLAT_SYNTHESIS, 'cpu', True)
     x = torch.randn(2, 3, 64, 64)
     init_default_scope('mmpretrain')
     plain = operator_counts(MODELS.build(dict(type='ResNet', depth=50)), x)
@@ -231,7 +231,7 @@ def test_two_forwards_before_one_backward_with_activation_checkpointing(repl, di
     ``repl.recompute=True``: the second forward's backward must not free the values the first
     forward's recomputation needs (synthesised again inside the recomputation, they would raise
     ``CheckpointError`` with the fused kind)."""
-    monkeypatch.setattr(synthesis, '_distributed', lambda: distributed)
+    monkeypatch.setattr(synthesis_batching, '_distributed', lambda: distributed)
     init_default_scope('mmdet')
     views = [torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(i))
              for i in range(2)]

@@ -1,9 +1,9 @@
-"""Tests of repl_core.synthesis_kernels: ``_SynthesiseTensors``, the one autograd node that
+"""Tests of repl_core.synthesis_kernels: ``SynthesiseTensors``, the one autograd node that
 synthesises many tensors (``foreach`` kernels on the CPU, one flat buffer where
 ``uses_flat_synthesis`` says so)."""
 import torch
 
-from repl_core.synthesis import _SynthesiseTensors, uses_flat_synthesis
+from repl_core.synthesis_kernels import SynthesiseTensors, uses_flat_synthesis
 
 
 def test_values_and_gradients_are_the_formulas():
@@ -17,10 +17,10 @@ def test_values_and_gradients_are_the_formulas():
     inputs = (*coefficients, *prevs, *nexts)
     assert not uses_flat_synthesis(inputs)  # the CPU keeps the foreach path
 
-    values = _SynthesiseTensors.apply((), 2, *inputs)
+    values = SynthesiseTensors.apply((), 2, *inputs)
     a1, b1 = coefficients[1][0].view(3, 1, 1), coefficients[1][1].view(3, 1, 1)
     expected = (coefficients[0][0] * prevs[0] + coefficients[0][1] * nexts[0],
                 a1 * prevs[1] + b1 * nexts[1])
     for value, reference in zip(values, expected):
         torch.testing.assert_close(value, reference)
-    assert torch.autograd.gradcheck(lambda *t: _SynthesiseTensors.apply((), 2, *t), inputs)
+    assert torch.autograd.gradcheck(lambda *t: SynthesiseTensors.apply((), 2, *t), inputs)

@@ -1,8 +1,7 @@
-"""Tests of repl_core.warm_start (today repl_core/conversion.py, and warm_start_coefficients in
-state_dict_guard.py). Starting RepL backbones of each framework from a pretrained plain one
-(``repl.warm_start``): ``'identity'`` computes exactly the network without the replaced blocks,
-``'activations'`` fits the blocks to the plain network's activations and re-measures their norm
-statistics."""
+"""Tests of repl_core.warm_start: the one place a start is computed (the load guard only calls it).
+Starting RepL backbones of each framework from a pretrained plain one (``repl.warm_start``):
+``'identity'`` computes exactly the network without the replaced blocks, ``'activations'`` fits the
+blocks to the plain network's activations and re-measures their norm statistics."""
 import copy
 
 import pytest
@@ -11,9 +10,9 @@ from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
 import repl_mm  # noqa: F401
-from repl_core import (COEFFICIENTS, PlanError, ReplacementConfig, ReplError, replace_blocks,
-                       replaced_blocks)
-from repl_core.conversion import convert_from_plain
+from repl_core import (COEFFICIENTS, LightSpec, PlanError, ReplacementConfig, ReplError,
+                       replace_blocks, replaced_blocks)
+from repl_core.warm_start import convert_from_plain, residual_keys, start_from_plain_state_dict
 from repl_mm.models import plain_model_cfg
 
 from conftest import perturb
@@ -84,9 +83,10 @@ def test_activation_fit_reproduces_the_plain_blocks_better_than_identity(case):
     plain = pretrained_plain(scope, cfg)
     generator = torch.Generator().manual_seed(1)
     images = [torch.randn(8, 3, size, size, generator=generator) for _ in range(3)]
-    identity = convert_from_plain(plain, build(scope, cfg, warm_start='identity'), images)
+    identity = convert_from_plain(plain, build(scope, cfg, warm_start='identity'), 'identity',
+                                  images)
     repl = build(scope, cfg, warm_start='activations')
-    fitted = convert_from_plain(plain, repl, images, steps=60)
+    fitted = convert_from_plain(plain, repl, 'activations', images, steps=60)
     assert [b.path for b in fitted] == [b.path for b in identity]
     for start, fit in zip(identity, fitted):
         assert fit.fit.error_after < fit.fit.error_before
@@ -105,7 +105,7 @@ def test_activation_fit_needs_images():
     scope, cfg, _ = CASES['mmdet-resnet']
     repl = build(scope, cfg, warm_start='activations')
     with pytest.raises(ReplError, match='needs batches of training images'):
-        convert_from_plain(pretrained_plain(scope, cfg), repl)
+        convert_from_plain(pretrained_plain(scope, cfg), repl, 'activations')
 
 
 @pytest.mark.parametrize('case', ['mmpretrain-vit', 'mmseg-vit'])
@@ -199,3 +199,61 @@ def test_identity_start_without_a_gradient_is_refused_with_every_way_out():
                                         r"warm_start='weights'.*warm_start='activations'.*"
                                         r'warm_start=False'):
         net.load_state_dict(plain, strict=False)
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return x + torch.relu(self.bn(self.conv(x)))
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*[Block() for _ in range(5)])
+
+
+def replaced(warm_start, kind='fused'):
+    torch.manual_seed(0)
+    net = Net()
+    replace_blocks(net, [('blocks', 'blocks')],
+                   ReplacementConfig(kind=kind, warm_start=warm_start),
+                   light_spec=lambda block: LightSpec('depthwise', 'conv.weight', 'bn'),
+                   residual_ends=lambda block: ['bn.weight', 'bn.bias'])
+    return net
+
+
+@pytest.mark.parametrize('kind', ['fused', 'light'])
+@pytest.mark.parametrize('warm_start', [None, 'weights', 'identity', 'activations'])
+def test_the_guard_starts_a_plain_load_exactly_as_the_warm_start_module_computes(kind,
+                                                                                 warm_start):
+    """Loading a plain state dict gives the coefficients ``start_from_plain_state_dict``
+    writes, and nothing else: the guard computes no start of its own."""
+    torch.manual_seed(1)
+    plain = Net().state_dict()
+    loaded = replaced(warm_start, kind)
+    loaded.load_state_dict(plain, strict=False)
+
+    expected_model = replaced(warm_start, kind)
+    state = copy.deepcopy(plain)
+    sentence = start_from_plain_state_dict(expected_model, warm_start, kind,
+                                           {k: k for k in state}, state, '')
+    for path, block in replaced_blocks(loaded):
+        for key, value in getattr(block, COEFFICIENTS).items():
+            name = f'{path}.{COEFFICIENTS}.{key}'
+            want = state.get(name, getattr(expected_model.get_submodule(path),
+                                           COEFFICIENTS)[key])
+            torch.testing.assert_close(value, want, rtol=0, atol=0)
+    if warm_start in ('identity', 'activations'):
+        assert 'shortcut' in sentence
+        for path, block in replaced_blocks(loaded):
+            for key in residual_keys(block):
+                assert not getattr(block, COEFFICIENTS)[key].any()
+    elif warm_start == 'weights':
+        assert ('least squares' in sentence) == (kind == 'fused')
+    else:
+        assert sentence == ''

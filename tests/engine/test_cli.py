@@ -1,9 +1,13 @@
 """Tests of repl_mm.engine.cli: the tools' shared command line, --cfg-options plans as README spells
-them."""
+them; --cfg-options reads dicts with the parser repl.blocks uses."""
+import argparse
+
 import pytest
 import torch
 
 import repl_mm  # noqa: F401
+from repl_core import ReplacementConfig
+from repl_mm.engine.cli import add_cfg_options
 
 from conftest import ROOT
 from mm_cases import build_backbone
@@ -43,3 +47,24 @@ def test_dict_plan_through_cfg_options(tmp_path):
     with trusted_checkpoint_globals():
         meta = torch.load(work / 'iter_1.pth', map_location='cpu')['meta']
     assert meta['repl']['backbone']['plan'] == {'layer1': [], 'layer2': [1], 'layer3': [1]}
+
+
+def parse(*items):
+    parser = argparse.ArgumentParser()
+    add_cfg_options(parser)
+    return parser.parse_args(['--cfg-options', *items]).cfg_options
+
+
+def test_a_dict_value_reads_as_repl_blocks_given_as_text_reads():
+    text = "{'layer3': [1, 3], 'layer4': []}"
+    options = parse(f'model.backbone.repl.blocks={text}', 'train_cfg.max_iters=5')
+    assert options['model.backbone.repl.blocks'] == {'layer3': [1, 3], 'layer4': []}
+    assert options['model.backbone.repl.blocks'] == ReplacementConfig(blocks=text).blocks
+    assert options['train_cfg.max_iters'] == 5
+
+
+def test_a_broken_dict_value_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        parse("model.backbone.repl.blocks={'layer3': [1, 3]")
+    assert ("--cfg-options model.backbone.repl.blocks=\"{'layer3': [1, 3]\" is not a Python "
+            "dict literal") in capsys.readouterr().err

@@ -12,7 +12,7 @@ import repl_mm  # noqa: F401
 from repl_mm.analysis import count_parameters
 from repl_mm.models import plain_model_cfg
 from repl_mm.engine.cli import read_config, run_tool
-from repl_mm.engine.errors import explain_build_errors
+from repl_mm.engine.explain_errors import explain_build_errors
 
 
 def build(model_cfg, scope):

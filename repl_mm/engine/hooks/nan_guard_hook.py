@@ -16,8 +16,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from repl_core import COEFFICIENTS, replaced_blocks
-from repl_mm.engine.errors import (NonFiniteTrainingError, ReplicaDivergenceError,
-                                   last_complete_checkpoint)
+from repl_mm.engine.checkpoint_files import last_complete_checkpoint
+from repl_mm.engine.explain_errors import NonFiniteTrainingError, ReplicaDivergenceError
 
 
 def _non_finite(value: Any) -> Optional[str]:

@@ -11,7 +11,8 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from repl_mm.engine.errors import CheckpointWriteError, last_complete_checkpoint
+from repl_mm.engine.checkpoint_files import last_complete_checkpoint
+from repl_mm.engine.explain_errors import CheckpointWriteError
 
 
 @HOOKS.register_module()

@@ -1,4 +1,6 @@
-"""Load mmengine checkpoints under torch >= 2.6 through a narrow allow-list.
+"""Checkpoint files: reading and loading them, and finding a work dir's last complete one.
+
+Load mmengine checkpoints under torch >= 2.6 through a narrow allow-list.
 
 torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7 calls ``torch.load``
 without the argument, so its own checkpoints (numpy arrays and ``HistoryBuffer`` in the message
@@ -10,14 +12,14 @@ import contextlib
 import os.path as osp
 import pickle
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
 from repl_core import COEFFICIENTS, CheckpointMismatchError, ReplError
-from .errors import corrupt_checkpoint
+from .explain_errors import corrupt_checkpoint
 
 _multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
 
@@ -143,3 +145,18 @@ def load_state_strictly(model: torch.nn.Module, state_dict: Dict[str, torch.Tens
         raise CheckpointMismatchError(
             f'{path} does not fit the model built from this config (was it trained with '
             f'another config or architecture?):\n{error}', path=path) from error
+
+
+def last_complete_checkpoint(work_dir: Optional[str]) -> Optional[str]:
+    """The checkpoint ``work_dir/last_checkpoint`` names if it still exists, or None.
+
+    mmengine's ``CheckpointHook`` writes that file only after a checkpoint is complete, so it
+    never names a file cut short by a crash or a full disk; with ``max_keep_ckpts`` it removes
+    the named file before the next one is written, so the name alone proves nothing.
+    """
+    pointer = osp.join(work_dir or '', 'last_checkpoint')
+    if not work_dir or not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        path = f.read().strip()
+    return path if path and osp.isfile(path) else None

@@ -24,7 +24,7 @@ from torch import nn
 from torch.distributed._composable import checkpoint as composable_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .synthesis import in_backward
+from .backward_pass import in_backward
 
 #: norm buffers a recomputation must leave as the forward pass left them
 _RUNNING_STATS = ('running_mean', 'running_var', 'num_batches_tracked')

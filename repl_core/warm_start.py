@@ -1,20 +1,26 @@
-"""Start a RepL backbone from a pretrained plain one, keeping what the plain one computes.
+"""Where a replaced block's coefficients start when a plain (pretrained) network is loaded.
 
-Loading a plain checkpoint fills every ordinary block; the replaced blocks' own weights have no
-place to go. How their coefficients then start (``repl.warm_start``):
+The only place a start is computed. Loading a plain checkpoint fills every ordinary block; the
+replaced blocks' own weights have no place to go. How their coefficients then start
+(``repl.warm_start``, resolved by ``settings``):
 
 * ``'weights'``: ``(a, b)`` fitted by least squares so that ``a * P_prev + b * P_next`` is closest
-  to the block's own ``P`` (``state_dict_guard.warm_start_coefficients``). Close weights are not
-  close functions: a conv before a batch norm is scale-free, and the norm's statistics were
-  measured for the block's own weights;
+  to the block's own ``P`` (``fit_to_weights``). Close weights are not close functions: a conv
+  before a batch norm is scale-free, and the norm's statistics were measured for the block's own
+  weights. A light surrogate computes another function than the block, so it keeps ``repl.init``;
 * ``'identity'``: the coefficients of the tensors that end the block's residual branch (a ResNet
   block's last norm, a transformer block's output projections; a light surrogate's norm or
-  linear map) are zero, so the block starts as its shortcut and the converted network computes
-  exactly the network with those blocks deleted; training can only add to it;
+  linear map) are zero (``start_as_shortcut``), so the block starts as its shortcut and the
+  converted network computes exactly the network with those blocks deleted; training can only
+  add to it;
 * ``'activations'``: fitted on batches of training data so that the replaced block reproduces
   the plain network's activation after that block (``fit_to_activations``), its batch-norm
   statistics re-estimated for its synthesised weights. Needs data, so it runs in
-  ``tools/convert.py``, not when a state dict is loaded.
+  ``convert_from_plain`` (``tools/convert.py``); a plain state dict loaded directly starts as
+  ``'identity'``.
+
+``start_from_plain_state_dict`` is what the load guard (``state_dict_guard``) calls for a plain
+state dict; ``convert_from_plain`` is what ``tools/convert.py`` calls with data.
 """
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -72,14 +78,91 @@ def residual_keys(block: nn.Module) -> List[str]:
     return chosen
 
 
-def zero_residual_branch(block: nn.Module) -> List[str]:
-    """Make ``block`` its shortcut (``'identity'``); returns the coefficient keys zeroed."""
-    keys = residual_keys(block)
-    coefficients = getattr(block, COEFFICIENTS)
-    with torch.no_grad():
-        for key in keys:
-            coefficients[key].zero_()
-    return keys
+def start_as_shortcut(module: nn.Module, state_dict: Dict[str, Tensor], prefix: str) -> None:
+    """``'identity'``: write zeros into ``state_dict`` for the coefficients that end each replaced
+    block's residual branch (``residual_keys``), so the load starts every block as its shortcut."""
+    for path, block in replaced_blocks(module):
+        coefficients = getattr(block, COEFFICIENTS)
+        for key in residual_keys(block):
+            state_dict[f'{prefix}{path}.{COEFFICIENTS}.{key}'] = torch.zeros_like(
+                coefficients[key])
+
+
+def fit_to_weights(module: nn.Module, blocks: List[Tuple[str, nn.Module]],
+                            incoming: Dict[str, str], state_dict: Dict[str, torch.Tensor],
+                            prefix: str) -> Dict[str, float]:
+    """Fit every ``(a, b)`` of ``blocks`` to the blocks' own weights found in ``state_dict``.
+
+    Solves ``min ||a * adapt(P_prev) + b * adapt(P_next) - P||^2`` over the tensors sharing a
+    coefficient (per output channel for ``'channel'`` granularity) with the neighbours' tensors
+    from the same state dict, and writes the result into ``state_dict`` as the coefficients'
+    entries. Returns ``{block path: ||residual|| / ||P||}`` for the blocks it fitted.
+    """
+    # neighbours by tensor identity, not module identity: SyncBN <-> BN converters put new
+    # modules in the tree around the same parameter tensors
+    names = {id(t): n for n, t in module.named_parameters(remove_duplicate=False)}
+    names.update((id(t), n) for n, t in module.named_buffers(remove_duplicate=False))
+    errors = {}
+    for block_path, block in blocks:
+        groups: Dict[str, List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        for owner_path, owner in block.named_modules():
+            if not parametrize.is_parametrized(owner):
+                continue
+            for tensor_name, parametrizations in owner.parametrizations.items():
+                synthesis = parametrizations[0]
+                keys = [f'{block_path}.{owner_path}.{tensor_name}'] + [
+                    names.get(id(getattr(n, synthesis.tensor_name)), '')
+                    for n in synthesis.neighbours]
+                if not all(k in incoming for k in keys):
+                    continue
+                own, p_prev, p_next = (state_dict[incoming[k]].detach().double() for k in keys)
+                with torch.no_grad():
+                    u, v = (t.double() for t in synthesis.adapt(p_prev.float(), p_next.float()))
+                groups.setdefault(synthesis.key, []).append((own, u, v))
+        if not groups:
+            continue
+        residual = total = 0.0
+        for key, tensors in groups.items():
+            coefficients = block.get_parameter(f'{COEFFICIENTS}.{key}')
+            per_channel = coefficients.dim() == 2
+            columns = [torch.cat([t.reshape(t.shape[0], -1) if per_channel else t.reshape(1, -1)
+                                  for t in part], dim=1) for part in zip(*tensors)]
+            own, u, v = columns
+            system = torch.stack([u, v], dim=-1)  # (groups, N, 2)
+            solution = torch.linalg.lstsq(system, own.unsqueeze(-1), driver='gelsd').solution
+            fitted = solution.squeeze(-1).T  # (2, groups)
+            residual += (system @ solution).squeeze(-1).sub(own).square().sum().item()
+            total += own.square().sum().item()
+            value = fitted if per_channel else fitted[:, 0]
+            state_dict[f'{prefix}{block_path}.{COEFFICIENTS}.{key}'] = value.to(
+                coefficients.dtype)
+        errors[block_path] = (residual / max(total, 1e-30)) ** 0.5
+    return errors
+
+
+def start_from_plain_state_dict(module: nn.Module, warm_start: Optional[str], kind: str,
+                                incoming: Dict[str, str], state_dict: Dict[str, Tensor],
+                                prefix: str) -> str:
+    """Start the coefficients of ``module``'s replaced blocks from a plain state dict being
+    loaded: write them into ``state_dict`` as ``warm_start`` says. ``incoming`` maps the keys
+    relative to ``module`` to those of ``state_dict``. Returns the sentence that says how they
+    start (empty where they keep ``repl.init`` and there is nothing to say)."""
+    if warm_start in ('identity', 'activations'):
+        start_as_shortcut(module, state_dict, prefix)
+        return (' Warm start: each replaced block starts as its shortcut (the coefficients that '
+                'end its residual branch are zero)'
+                + (", as repl.warm_start='activations' does without data (the fit runs in "
+                   "tools/convert.py)." if warm_start == 'activations' else '.'))
+    if warm_start == 'weights' and kind == 'light':
+        return (' A light surrogate computes another function than the block it replaces, so '
+                'their weights cannot initialise it: its coefficients keep repl.init and its '
+                'norm starts with fresh statistics.')
+    if warm_start == 'weights':
+        errors = fit_to_weights(module, replaced_blocks(module), incoming, state_dict, prefix)
+        if errors:
+            return (' Warm start: (a, b) fitted to them by least squares; relative fit error '
+                    + ', '.join(f'{prefix}{p} {e:.3f}' for p, e in errors.items()) + '.')
+    return ''
 
 
 def _first_tensor(output) -> Tensor:
@@ -253,30 +336,29 @@ class BlockConversion:
     fit: Optional[ActivationFit] = None
 
 
-def convert_from_plain(plain: nn.Module, repl: nn.Module, images: Sequence[Tensor] = (),
-                       steps: int = 150) -> List[BlockConversion]:
+def convert_from_plain(plain: nn.Module, repl: nn.Module, warm_start: Optional[str],
+                       images: Sequence[Tensor] = (), steps: int = 150) -> List[BlockConversion]:
     """Load the plain backbone ``plain`` into its RepL twin ``repl`` and start the replaced
-    blocks as ``repl``'s ``warm_start`` says; ``'activations'`` fits them one after the other, in
-    forward order, on ``images`` (batches of backbone inputs), so that each block also makes up
-    for the blocks fitted before it.
+    blocks as ``warm_start`` (``repl``'s resolved ``repl.warm_start``) says; ``'activations'``
+    fits them one after the other, in forward order, on ``images`` (batches of backbone inputs),
+    so that each block also makes up for the blocks fitted before it.
 
     Returns:
         One ``BlockConversion`` per replaced block, in forward order.
     """
-    mode = getattr(repl, 'repl_config').warm_start_mode
-    if mode == 'activations' and not images:
+    if warm_start == 'activations' and not images:
         raise ReplError("repl.warm_start='activations' fits the replaced blocks to the plain "
                         'network\'s activations: it needs batches of training images.')
     repl.load_state_dict(plain.state_dict(), strict=False)
     plain_modules = dict(plain.named_modules())
     report = []
     for path, block in replaced_blocks(repl):
-        entry = BlockConversion(path, mode)
+        entry = BlockConversion(path, warm_start)
         if images:
             plain_block = plain_modules[path]
             calls, _ = backbone_calls(repl, images, [block])[id(block)]
             _, targets = backbone_calls(plain, images, [plain_block])[id(plain_block)]
-            if mode == 'activations':
+            if warm_start == 'activations':
                 entry.fit = fit_to_activations(block, calls, targets, steps)
             entry.output_error = relative_error(block, calls, targets)
         report.append(entry)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU measurements of docs/benchmarks.md's "GPU: measured and still to measure", in one run.
 #
-#   bash benchmarks/gpu_issue17.sh OUT_DIR [ledger|tests|backbone|models|all]
+#   bash benchmarks/gpu_benchmarks.sh OUT_DIR [ledger|tests|backbone|models|all]
 #
 # On a CUDA machine with repl-mm's stack. Every output goes to OUT_DIR (one log per command,
 # benchmark.py's JSON and tables under OUT_DIR/<name>/). Sections, in the order of importance:
-#   ledger    (issue 22; at most 3 minutes) the memory ledger of a ResNet-50 backbone step at
+#   ledger    (at most 3 minutes) the memory ledger of a ResNet-50 backbone step at
 #             32x3x224x224 against torch.cuda.max_memory_allocated, for plain, every RepL kind
 #             and the checkpointing and AMP peers (tools/analysis/cost_report.py --ledger, one
 #             process per variant: ledger.json / .md / .png), then the ledger's CUDA test
@@ -21,7 +21,7 @@
 #             fp32 and --amp, against frozen stages and checkpointing (Mask R-CNN's RoIAlign
 #             needs mmcv built with its CUDA ops)
 set -u
-OUT=${1:?usage: gpu_issue17.sh OUT_DIR [ledger|tests|backbone|models|all]}
+OUT=${1:?usage: gpu_benchmarks.sh OUT_DIR [ledger|tests|backbone|models|all]}
 SECTION=${2:-all}
 PY=${PYTHON:-python}
 R50=configs/repl_resnet50_imagenet.py

@@ -97,21 +97,6 @@ def _invalid_json(files: Sequence[str]) -> List[str]:
     return broken
 
 
-def last_complete_checkpoint(work_dir: Optional[str]) -> Optional[str]:
-    """The checkpoint ``work_dir/last_checkpoint`` names if it still exists, or None.
-
-    mmengine's ``CheckpointHook`` writes that file only after a checkpoint is complete, so it
-    never names a file cut short by a crash or a full disk; with ``max_keep_ckpts`` it removes
-    the named file before the next one is written, so the name alone proves nothing.
-    """
-    pointer = osp.join(work_dir or '', 'last_checkpoint')
-    if not work_dir or not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        path = f.read().strip()
-    return path if path and osp.isfile(path) else None
-
-
 @contextmanager
 def explain_errors(cfg: Config, checkpoint: Optional[str] = None) -> Iterator[None]:
     """Re-raise known failures inside the block as ``ReplError``s that name the file and the fix.
@@ -120,6 +105,8 @@ def explain_errors(cfg: Config, checkpoint: Optional[str] = None) -> Iterator[No
         cfg: the run's config (its annotation files, work dir and ``load_from``).
         checkpoint: the checkpoint the block loads, if not ``cfg.load_from`` (``tools/test.py``).
     """
+    # not at the top: checkpoint_files imports this module (its errors)
+    from .checkpoint_files import last_complete_checkpoint
     try:
         yield
     except json.JSONDecodeError as error:
