@@ -2,6 +2,7 @@
 import pytest
 import torch
 from mmseg.models import backbones as upstream
+from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import repl_mm  # noqa: F401
@@ -14,11 +15,13 @@ from repl_mm.models import RepLBackboneMixin
     ('RepLSwinTransformer', upstream.SwinTransformer),
     ('RepLVisionTransformer', upstream.VisionTransformer)])
 def test_each_is_registered_as_a_subclass_of_its_upstream_class(name, base):
+    init_default_scope('mmseg')
     cls = MODELS.get(name)
     assert issubclass(cls, base) and issubclass(cls, RepLBackboneMixin)
 
 
 def test_resnet_v1c_builds_with_its_default_plan_and_runs():
+    init_default_scope('mmseg')
     model = MODELS.build(dict(type='RepLResNetV1c', depth=50, stem_channels=16,
                               base_channels=16, repl=dict()))
     assert [name for name, _ in replaced_blocks(model)] == [
