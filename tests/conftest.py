@@ -1,12 +1,14 @@
 """What the tests share: the repository root, running tools as a user would, reading what they
 print and write, log capture, generated demo data."""
 import contextlib
+import importlib.util
 import io
 import json
 import logging
 import os
 import re
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +148,78 @@ def process_group(tmp_path):
                             world_size=1)
     yield
     dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _run_from_file(rank: int, path: str, function: str, *args) -> None:
+    spec = importlib.util.spec_from_file_location(f'spawned_{Path(path).stem}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    getattr(module, function)(rank, *args)
+
+
+def spawn(function, args: tuple, nprocs: int) -> None:
+    """``torch.multiprocessing.spawn(function, args, nprocs)`` for a function of a test module:
+    test modules are imported by path (``--import-mode=importlib``), not by a name a spawned
+    process could import, so each process loads the function's module from its file."""
+    import torch.multiprocessing as mp
+    mp.spawn(_run_from_file, args=(function.__code__.co_filename, function.__name__, *args),
+             nprocs=nprocs)
+
+
+# a tiny mmpretrain classifier (32x32 inputs) for the analysis tools and tools/fold.py
+CLASSIFIER = '''
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['repl_mm'], allow_failed_imports=False)
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='{backbone}', depth={depth}, zero_init_residual=False{extra}),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels={channels},
+              loss=dict(type='CrossEntropyLoss')))
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.5, momentum=0.9, weight_decay=1e-4),
+    paramwise_cfg=dict(custom_keys={{'repl_coefficients': dict(decay_mult=0.)}}))
+train_dataloader = dict(batch_size=4)
+test_pipeline = [dict(type='PackInputs')]
+test_dataloader = dict(batch_size=4, dataset=dict(type='CIFAR10', data_root='data/cifar10',
+                                                   test_mode=True, pipeline=test_pipeline))
+custom_hooks = [dict(type='ReplCheckpointHook'), dict(type='TrainingCostHook')]
+'''
+
+
+def write_config(path, backbone: str, depth: int = 20, channels: int = 64, extra: str = ''):
+    """Write ``CLASSIFIER`` with this backbone (``extra``: more backbone arguments) to ``path``."""
+    path.write_text(CLASSIFIER.format(backbone=backbone, depth=depth, channels=channels,
+                                      extra=extra))
+    return path
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """Run ``python -c CODE`` in a fresh interpreter; return the finished process."""
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300)
+
+
+def tiny_runner(work_dir, data, **options):
+    """The tiny RepL CIFAR config (tests/reliability_configs) on ``data``, 4 iterations with a
+    checkpoint every 2 (``options`` override): its config and an in-process ``Runner``."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from reliability_configs.common import TINY
+    cfg = Config.fromfile(TINY)
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.data_root': str(data),
+        'val_dataloader.dataset.data_root': str(data), 'work_dir': str(work_dir),
+        'experiment_name': f'{work_dir.parent.name}_{work_dir.name}',
+        'train_cfg.max_iters': 4, 'train_cfg.val_interval': 10,
+        'default_hooks.checkpoint.interval': 2, 'default_hooks.checkpoint.max_keep_ckpts': 1,
+        'randomness.deterministic': False, **options})
+    return cfg, Runner.from_cfg(cfg)

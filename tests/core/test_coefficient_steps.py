@@ -1,4 +1,4 @@
-"""How optimizers step the RepL coefficients (``repl_core.coefficient_steps``), as matrices.
+"""Tests of repl_core.coefficient_steps: how optimizers step the RepL coefficients, as matrices.
 
 The contract: with no line in the config, the coefficients step bit for bit as under mmengine's
 ``paramwise_cfg=dict(custom_keys={'repl_coefficients': dict(decay_mult=0., lr_mult=M)})`` with
@@ -12,19 +12,23 @@ parameter bit for bit.
 """
 import copy
 import os
-import socket
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, PARAM_SCHEDULERS, init_default_scope
 
 import repl_mm  # noqa: F401
-from repl_core import COEFFICIENTS, ReplError
+from repl_core import COEFFICIENTS, ReplError, replaced_blocks
+
+from conftest import free_port, spawn
+from cuda_cases import CIFAR_CLASSIFIER, build_mmpretrain, classifier_batch, needs_cuda
+from mm_cases import SMALL_RESNETS, build_backbone
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -200,8 +204,8 @@ def test_a_schedule_floor_scales_with_the_multiplier():
 
 
 def test_a_closure_and_other_step_hooks_see_the_true_coefficients():
-    """Before: the global pre-hook zeroed every decayed coefficient for the step, so the
-    closure's forward ran with all synthesised weights zero, and so did other step hooks."""
+    """The step must not zero the decayed coefficients where a closure or another step hook can
+    see them: the closure's forward would run with every synthesised weight zero."""
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
     coefficients = [p for n, p in model.named_parameters() if COEFFICIENTS in n]
@@ -474,12 +478,6 @@ def test_muon_with_a_second_optimizer_as_documented():
     assert all(not torch.equal(p, start[n]) for n, p in named if COEFFICIENTS in n)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _distributed_steps(rank: int, port: int, results) -> None:
     """One of two gloo processes with the same data: DDP and ZeRO against the single-process
     reference (the all-reduced mean of equal gradients is the gradient itself, bit for bit)."""
@@ -506,8 +504,92 @@ def _distributed_steps(rank: int, port: int, results) -> None:
 
 
 def test_ddp_and_zero_redundancy_optimizer():
-    """Before: ZeroRedundancyOptimizer applied lr_mult twice (4 gave a 16x update), once in its
-    own step and once in its inner optimizer's."""
+    """ZeroRedundancyOptimizer must apply lr_mult once, not in its own step and again in its
+    inner optimizer's (4 would give a 16x update)."""
     results = mp.Manager().dict()
-    mp.spawn(_distributed_steps, args=(free_port(), results), nprocs=2)
+    spawn(_distributed_steps, args=(free_port(), results), nprocs=2)
     assert dict(results) == {0: (True, True), 1: (True, True)}
+
+
+@pytest.mark.parametrize('optimizer', [
+    dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01),
+    dict(type='AdamW', lr=0.1, weight_decay=0.05),
+    dict(type='Adam', lr=0.1, weight_decay=0.01),
+    dict(type='RMSprop', lr=0.1, weight_decay=0.01),
+    dict(type='NAdam', lr=0.1, weight_decay=0.01, decoupled_weight_decay=True),
+])
+def test_no_weight_decay_on_coefficients_without_a_config_line(optimizer):
+    """Zero gradients everywhere: the optimizer's decay moves every weight but no coefficient."""
+    from mmengine.optim import build_optim_wrapper
+    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'])
+    wrapper = build_optim_wrapper(model, dict(optimizer=optimizer))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    for _ in range(5):
+        wrapper.step()
+    after = dict(model.named_parameters())
+    for name, value in before.items():
+        if COEFFICIENTS in name:
+            assert torch.equal(after[name], value), name
+    weight = 'layer1.0.conv1.weight'
+    assert (after[weight] - before[weight]).abs().max() > 1e-3 * before[weight].abs().max()
+
+
+@needs_cuda
+def test_amp_optim_wrapper_trains_coefficients_and_neighbours():
+    """fp16 autocast with dynamic loss scaling: the loss stays finite, the coefficients and the
+    neighbours' weights move, and every parameter stays fp32."""
+    torch.manual_seed(0)
+    model = build_mmpretrain(CIFAR_CLASSIFIER).cuda()
+    wrapper = build_optim_wrapper(model, dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                                              optimizer=dict(type='SGD', lr=0.1, momentum=0.9)))
+    [(path, block)] = list(replaced_blocks(model.backbone))[:1]
+    coefficients = {n: c.detach().clone() for n, c in getattr(block, COEFFICIENTS).items()}
+    neighbour = dict(model.backbone.named_parameters())
+    before = {n: p.detach().clone() for n, p in neighbour.items() if 'layer1.0.' in n}
+    model.train()
+    losses = []
+    for step in range(6):
+        data = model.data_preprocessor(classifier_batch(seed=step), True)
+        with wrapper.optim_context(model):
+            loss = sum(model(**data, mode='loss').values())
+        wrapper.update_params(loss)
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    moved = [n for n, c in getattr(block, COEFFICIENTS).items()
+             if not torch.equal(c.detach(), coefficients[n])]
+    assert moved, f'no coefficient of {path} changed under AMP'
+    assert any(not torch.equal(neighbour[n].detach(), before[n]) for n in before)
+
+
+@needs_cuda
+@pytest.mark.parametrize('optimizer', [dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.01),
+                                       dict(type='AdamW', lr=0.01, weight_decay=0.05)])
+def test_amp_optim_wrapper_steps_coefficients_as_paramwise_cfg(optimizer, monkeypatch):
+    """The coefficient-steps contract under ``AmpOptimWrapper`` (GradScaler's unscale and skipped
+    steps around the optimizer's): bit for bit the ``paramwise_cfg`` run, with deterministic
+    kernels (tests/core/test_coefficient_steps.py is the CPU matrix)."""
+    monkeypatch.setattr(torch.backends.cudnn, 'deterministic', True)
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
+    runs = []
+    for reference in (False, True):
+        torch.manual_seed(0)
+        cfg = copy.deepcopy(CIFAR_CLASSIFIER)
+        cfg['backbone']['repl'] = dict(coefficient_lr_mult=1.0 if reference else 4.0)
+        model = build_mmpretrain(cfg).cuda()
+        wrapper_cfg = dict(type='AmpOptimWrapper', loss_scale='dynamic', optimizer=optimizer)
+        if reference:
+            wrapper_cfg['paramwise_cfg'] = dict(custom_keys={COEFFICIENTS: dict(
+                decay_mult=0., lr_mult=4.0)})
+        wrapper = build_optim_wrapper(model, wrapper_cfg)
+        model.train()
+        for step in range(4):
+            data = model.data_preprocessor(classifier_batch(seed=step), True)
+            with wrapper.optim_context(model):
+                loss = sum(model(**data, mode='loss').values())
+            wrapper.update_params(loss)
+        runs.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    different = [n for n in runs[1] if not torch.equal(runs[0][n], runs[1][n])]
+    assert not different, different[:4]

@@ -1,7 +1,15 @@
-"""One flat buffer for many synthesised tensors (CUDA's path): values, memory order, gradients."""
+"""Tests of repl_core.flat_synthesis. One flat buffer for many synthesised tensors (CUDA's path):
+values, memory order, gradients."""
+import copy
+
+import pytest
 import torch
 
-from repl_core import flat_synthesis
+import repl_mm  # noqa: F401
+from repl_core import block_syntheses, flat_synthesis, replaced_blocks, synthesis_kernels
+
+from conftest import loss_and_grads
+from cuda_cases import build_mmpretrain, needs_cuda
 
 
 def tensors(dtype=torch.float64):
@@ -57,3 +65,36 @@ def test_flat_gradients_equal_autograd_of_the_formula():
         # each gradient has its input's layout (no copy when autograd accumulates it)
         assert g.shape == want.shape and g.stride() == inputs[index].stride(), index
         torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-12, msg=str(index))
+
+
+@needs_cuda
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'channels_last'])
+@pytest.mark.parametrize('repl', [dict(kind='fused'), dict(kind='fused', granularity='channel'),
+                                  dict(kind='light')], ids=['fused', 'channel', 'light'])
+def test_cuda_flat_synthesis_equals_per_tensor_reference(repl, channels_last):
+    """On CUDA a backbone's replaced tensors are one flat buffer, and a tensor synthesised on its
+    own (folding, warm start) takes the same kernels: the loss equals the per-tensor reference's
+    bit for bit, the gradients to float64 rounding; the values keep the neighbours' layout."""
+    assert synthesis_kernels.FLAT_SYNTHESIS['cuda']
+    torch.manual_seed(0)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_mmpretrain(dict(type='RepLResNet', depth=50, repl=repl)).double()
+    model = model.to('cuda', memory_format=memory_format)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    per_tensor = copy.deepcopy(model)
+    for group in block_syntheses(per_tensor):
+        group.remove()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, device='cuda').to(
+        memory_format=memory_format)
+    loss, grads = loss_and_grads(model, x)
+    ref_loss, ref_grads = loss_and_grads(per_tensor, x)
+    assert torch.equal(loss, ref_loss)
+    assert grads.keys() == ref_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-9, atol=1e-15, msg=name)
+    block = replaced_blocks(model)[0][1]
+    if repl['kind'] == 'fused':
+        prev = block.conv2.parametrizations.weight[0].neighbours[0]
+        assert block.conv2.weight.stride() == prev.weight.stride()

@@ -1,4 +1,4 @@
-"""The checkpoint-refusal matrix (``repl_core.state_dict_guard``): every family at a tiny
+"""Tests of repl_core.state_dict_guard, first the checkpoint-refusal matrix: every family at a tiny
 width, a checkpoint of each setting loaded into a model of each setting, by every loading path.
 
 A checkpoint loads exactly when it was made with the settings that give the model's function:
@@ -9,18 +9,23 @@ The settings include a plan drawn at random (seeded) for each family.
 """
 import copy
 import random
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
 import repl_mm  # noqa: F401
-from repl_core import COEFFICIENTS, CheckpointMismatchError, PlanError, replaced_blocks
+from repl_core import (COEFFICIENTS, CheckpointMismatchError, PlanError, ReplacementConfig,
+                       replace_blocks, replaced_blocks)
 from repl_mm.models import plain_model_cfg
 
-from conftest import perturb
+from conftest import LogRecords, perturb
+from mm_cases import SMALL_RESNETS, SMALL_SWIN, SMALL_VIT, build_backbone
+from toy_net import ToyNet, conv_net, replaced_toy
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -147,3 +152,119 @@ def test_a_checkpoint_loads_exactly_where_its_settings_give_the_models_function(
                     load(path, model, state, file)
                 after = model.state_dict()
                 assert all(torch.equal(after[k], v) for k, v in before.items()), case
+
+
+def test_loading_plain_state_dict_drops_replaced_weights_and_logs_once():
+    messages = []
+    torch.manual_seed(0)
+    net = ToyNet()
+    replace_blocks(net, [('blocks', 'blocks')], ReplacementConfig(warm_start=False),
+                   log=messages.append)
+    plain = ToyNet().state_dict()
+    result = net.load_state_dict(plain, strict=False)
+    assert result.unexpected_keys == []
+    assert sorted(result.missing_keys) == sorted(  # the settings are the model's own
+        k for k, _ in net.named_parameters() if COEFFICIENTS in k)
+    assert len(messages) == 1 and 'blocks.1, blocks.3' in messages[0]
+    torch.testing.assert_close(net.blocks[0].conv.weight, plain['blocks.0.conv.weight'])
+    torch.testing.assert_close(net.blocks[1].bn.running_var, plain['blocks.1.bn.running_var'])
+    torch.testing.assert_close(net.blocks[1].repl_coefficients['conv_weight'],
+                               torch.tensor([0.5, 0.5]))
+
+
+def test_loading_another_plan_fails_clearly():
+    net, _ = replaced_toy()
+    other = ToyNet(depth=5)
+    replace_blocks(other, [('blocks', 'blocks')], ReplacementConfig(blocks={'blocks': [2]}))
+    with pytest.raises(CheckpointMismatchError) as error:
+        other.load_state_dict(net.state_dict(), strict=False)
+    assert error.value.checkpoint_blocks == ['blocks.1', 'blocks.3']
+    assert error.value.model_blocks == ['blocks.2']
+    channel, _ = replaced_toy(granularity='channel')
+    with pytest.raises(CheckpointMismatchError) as error:
+        channel.load_state_dict(net.state_dict())
+    assert (error.value.checkpoint_spec.granularity, error.value.model_spec.granularity) == \
+        ('tensor', 'channel')
+
+
+def test_checkpoint_of_the_other_light_norm_is_refused():
+    # the two conv surrogates share the extra state (kind, granularity, adapter) but not their
+    # coefficient keys: loading one into the other would leave its coefficients at their init
+    state = conv_net(kind='light', light_norm='weight').state_dict()
+    net = conv_net(kind='light')
+    with pytest.raises(CheckpointMismatchError, match='repl.light_norm') as error:
+        net.load_state_dict(state, strict=False)
+    assert error.value.checkpoint_keys == ['scale', 'shift', 'weight']
+    assert error.value.model_keys == ['conv_weight', 'norm_bias', 'norm_weight']
+
+
+def _save(model, path: Path) -> str:
+    torch.save({'state_dict': model.state_dict()}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize('scope, cfg, saved, loaded, difference', [
+    ('mmseg', SMALL_SWIN, dict(granularity='tensor'), dict(granularity='submodule'),
+     "granularity='tensor' (this model: 'submodule')"),
+    ('mmpretrain', SMALL_VIT, dict(granularity='tensor'), dict(granularity='submodule'),
+     "granularity='tensor' (this model: 'submodule')"),
+    ('mmdet', SMALL_RESNETS['mmdet'], dict(kind='fused'), dict(kind='light'),
+     "kind='fused' (this model: 'light')"),
+    ('mmseg', SMALL_RESNETS['mmseg'], dict(blocks={'layer1': [2]}, adapter='average'),
+     dict(blocks={'layer1': [2]}), "adapter='average' (this model: 'slice_pad')"),
+    ('mmdet', SMALL_RESNETS['mmdet'], dict(kind='fused'), dict(kind='removed'), "kind='removed'"),
+    ('mmdet', SMALL_RESNETS['mmdet'], dict(kind='removed'), dict(kind='fused'), "kind='removed'"),
+])
+def test_a_repl_checkpoint_of_other_settings_is_refused_on_the_non_strict_path(
+        scope, cfg, saved, loaded, difference, tmp_path):
+    checkpoint = _save(build_backbone(scope, cfg, repl=saved), tmp_path / 'repl.pth')
+    with pytest.raises(CheckpointMismatchError, match=difference.replace('(', r'\(')
+                       .replace(')', r'\)')):
+        load_checkpoint(build_backbone(scope, cfg, repl=loaded), checkpoint, map_location='cpu')
+    pretrained = dict(cfg, repl=loaded, init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
+    with pytest.raises(CheckpointMismatchError):
+        build_backbone(scope, pretrained).init_weights()
+
+
+def test_an_adapter_setting_that_changes_nothing_loads(tmp_path):
+    """layer3[3]'s neighbours have its shapes: no adapter runs, so the adapter setting does not
+    change the function, and the checkpoint loads."""
+    blocks = {'layer3': [3]}
+    saved = build_backbone('mmdet', SMALL_RESNETS['mmdet'],
+                           repl=dict(blocks=blocks, adapter='average'))
+    checkpoint = _save(saved, tmp_path / 'repl.pth')
+    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'], repl=dict(blocks=blocks))
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+
+
+@pytest.mark.parametrize('kind, warm_start', [('removed', True), ('light', True),
+                                              ('light', 'weights')])
+def test_a_plain_checkpoint_in_a_removed_or_light_model(kind, warm_start, tmp_path):
+    """Removed: the deleted blocks' tensors are dropped with one log line (a strict load
+    succeeds). Light: the surrogate starts as its shortcut (its default warm start); the block's
+    own weights cannot initialise it, which the log line says where they are asked to
+    (``warm_start='weights'``), and the coefficients keep repl.init."""
+    plain = build_backbone('mmdet', dict(SMALL_RESNETS['mmdet'], type='ResNet'))
+    checkpoint = _save(plain, tmp_path / 'plain.pth')
+    model = build_backbone('mmdet', SMALL_RESNETS['mmdet'],
+                           repl=dict(kind=kind, warm_start=warm_start))
+    handler = LogRecords()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=kind == 'removed')
+    finally:
+        logger.removeHandler(handler)
+    blocks = ['layer1.1', 'layer2.1', 'layer3.1', 'layer3.3', 'layer4.1']
+    lines = [m for m in handler.messages if all(b in m for b in blocks)]
+    assert len(lines) == 1
+    torch.testing.assert_close(model.layer1[0].conv1.weight, plain.layer1[0].conv1.weight)
+    if kind == 'light':
+        zero = {n.rsplit('.', 1)[1] for n, p in model.named_parameters()
+                if COEFFICIENTS in n and torch.equal(p, torch.zeros(2))}
+        init = {n.rsplit('.', 1)[1] for n, p in model.named_parameters()
+                if COEFFICIENTS in n and torch.equal(p, torch.tensor([0.5, 0.5]))}
+        if warm_start == 'weights':
+            assert 'Warm start' not in lines[0] and not zero and init
+        else:
+            assert zero == {'norm_weight', 'norm_bias'} and init == {'conv_weight'}

@@ -1,4 +1,5 @@
-"""The demo generator writes data that mmseg and cityscapesscripts read exactly like Cityscapes."""
+"""Tests of repl_mm.demo.cityscapes_data: the demo generator writes data that mmseg and
+cityscapesscripts read exactly like Cityscapes."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
-"""The COCO demo generator writes an exact COCO set that mmdet loads and pycocotools scores."""
+"""Tests of repl_mm.demo.coco_data: the COCO demo generator writes an exact COCO set that mmdet
+loads and pycocotools scores."""
 
 from __future__ import annotations
 

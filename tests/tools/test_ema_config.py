@@ -15,8 +15,8 @@ EMA = str(HERE / 'cifar_repl_tiny_ema.py')
 
 
 def test_train_test_and_fold_a_config_with_an_ema_hook(tmp_path):
-    """Before: tools/test.py failed with "'EMAHook' object has no attribute 'ema_model'" (it
-    loaded the checkpoint before the hooks' before_run)."""
+    """tools/test.py must load the checkpoint after the hooks' before_run, or it fails with
+    "'EMAHook' object has no attribute 'ema_model'"."""
     data = make_tiny_classification_data(tmp_path / 'data')
     options = ['--cfg-options', *data_options(data),
                f'test_dataloader.dataset.data_root={data}']
