@@ -10,8 +10,9 @@
 #             and the checkpointing and AMP peers (tools/analysis/cost_report.py --ledger, one
 #             process per variant: ledger.json / .md / .png), then the ledger's CUDA test
 #             (within 5%, hand counts)
-#   tests     tests/engine/test_cuda.py: the flat synthesis against the per-tensor reference
-#             (loss bit for bit), the light surrogate under fp16/bf16 autocast on channels-last
+#   tests     the tests marked cuda (pytest -m cuda): the flat synthesis against the per-tensor
+#             reference (loss bit for bit), the light surrogate under fp16/bf16 autocast on
+#             channels-last
 #   backbone  ResNet-50 backbone at 16x3x512x512 (the targets' setting): same-process A/B of
 #             plain/fused/light/removed in fp32, fp16 autocast and bf16 channels-last, for both
 #             light conv surrogates (repl.light_norm batch and weight); batch 2
@@ -45,11 +46,11 @@ if wanted ledger; then
     run ledger_r50_backbone "$PY" tools/analysis/cost_report.py "$R50" --ledger --backbone-only \
         --device cuda --shape 224 224 --batch-size 32 --out "$OUT/ledger_r50_backbone" \
         --variants plain fused light-batch light-weight removed plain+cp plain+amp
-    run ledger_cuda_test "$PY" -m pytest -q tests/engine/test_cuda.py -k ledger
+    run ledger_cuda_test "$PY" -m pytest -q -m cuda tests/engine/test_ledger.py
 fi
 
 if wanted tests; then
-    run cuda_tests "$PY" -m pytest -q tests/engine/test_cuda.py
+    run cuda_tests "$PY" -m pytest -q -m cuda tests
 fi
 
 if wanted backbone; then

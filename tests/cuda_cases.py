@@ -1,5 +1,6 @@
-"""What the tests of the CUDA paths share. Where no GPU is present (CI) they are skipped (but one,
-which runs on the CPU); on a GPU machine run them with ``python -m pytest tests -k 'cuda or amp'``.
+"""What the tests of the CUDA paths share. They carry the ``cuda`` marker: on a GPU machine run
+them with ``python -m pytest -m cuda`` (``benchmarks/gpu_benchmarks.sh tests``); where no GPU is
+present (CI) they are skipped, but one, which runs on the CPU.
 Only mmpretrain is needed, so they also run where mmcv is installed without its compiled ops."""
 import copy
 
@@ -10,7 +11,12 @@ from mmengine.registry import init_default_scope
 import repl_mm  # noqa: F401
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
-needs_cuda = pytest.mark.skipif(DEVICE != 'cuda', reason='needs a CUDA device')
+
+
+def needs_cuda(test):
+    """A test of a CUDA path: marked ``cuda`` and skipped without a CUDA device."""
+    return pytest.mark.cuda(pytest.mark.skipif(DEVICE != 'cuda',
+                                               reason='needs a CUDA device')(test))
 
 
 def build_mmpretrain(cfg: dict) -> torch.nn.Module:

@@ -44,6 +44,7 @@ def test_folding_unhooks_the_block():
         assert not module._forward_pre_hooks and not module._forward_hooks
 
 
+@pytest.mark.cuda  # on the CPU without a GPU
 @pytest.mark.parametrize('kind', ['fused', 'light'])
 def test_cuda_outputs_equal_cpu_outputs_and_fold(kind):
     """``.cuda()`` moves the neighbour references with the model: the GPU forward equals the CPU
