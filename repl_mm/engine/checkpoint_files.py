@@ -19,9 +19,20 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
 from repl_core import COEFFICIENTS, CheckpointMismatchError, ReplError
-from .explain_errors import corrupt_checkpoint
 
 _multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+
+
+class CorruptCheckpointError(ReplError):
+    """A checkpoint file that is truncated or not a checkpoint."""
+
+
+def corrupt_checkpoint(path: str, reason: str) -> CorruptCheckpointError:
+    """The error for a checkpoint file that is cut short or not a checkpoint."""
+    return CorruptCheckpointError(
+        f'The checkpoint {path} cannot be read: it is truncated or not a checkpoint ({reason}). '
+        f'A checkpoint written while the disk filled up or the process was killed is '
+        f'incomplete; resume from an earlier one (or copy the file again).', path=path)
 
 
 def checkpoint_globals() -> List:

@@ -27,6 +27,7 @@ from mmengine.config import Config
 from mmengine.dataset import BaseDataset
 
 from repl_core import ReplError
+from .checkpoint_files import corrupt_checkpoint, last_complete_checkpoint
 from .data_check import _datasets
 
 
@@ -44,10 +45,6 @@ class EmptyDatasetError(ReplError):
 
 class DiskFullError(ReplError):
     """A write that failed for lack of space (or a quota, or a file size limit)."""
-
-
-class CorruptCheckpointError(ReplError):
-    """A checkpoint file that is truncated or not a checkpoint."""
 
 
 class CheckpointWriteError(ReplError):
@@ -105,8 +102,6 @@ def explain_errors(cfg: Config, checkpoint: Optional[str] = None) -> Iterator[No
         cfg: the run's config (its annotation files, work dir and ``load_from``).
         checkpoint: the checkpoint the block loads, if not ``cfg.load_from`` (``tools/test.py``).
     """
-    # not at the top: checkpoint_files imports this module (its errors)
-    from .checkpoint_files import last_complete_checkpoint
     try:
         yield
     except json.JSONDecodeError as error:
@@ -175,14 +170,6 @@ def explain_build_errors(config: str) -> Iterator[None]:
             f"model section: each type (a class of another framework needs that framework's "
             f"default_scope, or a scoped type such as 'mmdet.ResNet') and its arguments.",
             config=config) from error
-
-
-def corrupt_checkpoint(path: str, reason: str) -> CorruptCheckpointError:
-    """The error for a checkpoint file that is cut short or not a checkpoint."""
-    return CorruptCheckpointError(
-        f'The checkpoint {path} cannot be read: it is truncated or not a checkpoint ({reason}). '
-        f'A checkpoint written while the disk filled up or the process was killed is '
-        f'incomplete; resume from an earlier one (or copy the file again).', path=path)
 
 
 def _empty_dataset(error: ValueError) -> Optional[BaseDataset]:

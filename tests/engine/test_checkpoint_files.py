@@ -3,7 +3,8 @@ import torch
 from mmengine.logging import MessageHub
 
 from repl_mm.engine import read_checkpoint, trusted_checkpoint_globals
-from repl_mm.engine.checkpoint_files import last_complete_checkpoint
+from repl_mm.engine.checkpoint_files import (CorruptCheckpointError, corrupt_checkpoint,
+                                             last_complete_checkpoint)
 
 
 def test_trusted_globals_nest(tmp_path):
@@ -27,3 +28,10 @@ def test_the_last_complete_checkpoint_is_the_one_named_that_still_exists(tmp_pat
     assert last_complete_checkpoint(str(tmp_path)) is None  # named, but removed since
     checkpoint.write_bytes(b'weights')
     assert last_complete_checkpoint(str(tmp_path)) == str(checkpoint)
+
+
+def test_a_corrupt_checkpoint_is_named_with_the_reason_and_what_to_do():
+    error = corrupt_checkpoint('work/iter_4.pth', 'unexpected end of file')
+    assert isinstance(error, CorruptCheckpointError) and error.path == 'work/iter_4.pth'
+    assert 'work/iter_4.pth' in str(error) and 'unexpected end of file' in str(error)
+    assert 'resume from an earlier one' in str(error)

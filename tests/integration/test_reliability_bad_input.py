@@ -14,8 +14,9 @@ from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 
 from repl_mm.engine import trusted_checkpoint_globals
-from repl_mm.engine.explain_errors import (CheckpointWriteError, CorruptCheckpointError,
-                                           DiskFullError, NonFiniteTrainingError, explain_errors)
+from repl_mm.engine.checkpoint_files import CorruptCheckpointError
+from repl_mm.engine.explain_errors import (CheckpointWriteError, DiskFullError,
+                                           NonFiniteTrainingError, explain_errors)
 
 from conftest import tiny_runner
 from reliability_configs.common import TINY, data_options, make_tiny_classification_data, run
