@@ -36,13 +36,14 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS, init_default_scope
 
 import repl_mm  # noqa: F401  (registers the RepL classes)
-from repl_mm.analysis.worker import code_commit
-from repl_core import COEFFICIENTS, fold_replaced_blocks, replaced_blocks
+from repl_core import COEFFICIENTS, LIGHT_NORMS, fold_replaced_blocks, replaced_blocks
 from repl_core.warm_start import convert_from_plain
+from repl_mm.analysis.worker import code_commit
 from repl_mm.demo.fashion_mnist_source import DEFAULT_FMNIST_DIR, read_split
 from repl_mm.engine import trusted_checkpoint_globals
 from repl_mm.engine.cli import run_tool
 from repl_mm.engine.convert_checkpoint import choose_auto_plan
+from repl_mm.models import repl_settings_of
 
 MEAN, STD = 72.94, 90.02
 PRETRAIN_CLASSES, TRANSFER_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
@@ -275,14 +276,17 @@ def convert(arch: str, variant: str, plain: torch.nn.Module, images: List[torch.
     """The variant's model with the pretrained weights (head included: it scores the pretraining
     task right after conversion)."""
     repl, extra = VARIANTS[variant]
+    init_default_scope('mmpretrain')
+    settings = (None if repl is None
+                else repl_settings_of(dict(build_cfg_backbone(arch), repl=repl)))
     if repl is not None and coefficient_lr_mult is not None:
         repl = dict(repl, coefficient_lr_mult=coefficient_lr_mult)
-    if repl is not None and repl.get('kind') == 'light' and light_norm is not None:
+    if settings is not None and settings.kind == 'light' and light_norm is not None:
         repl = dict(repl, light_norm=light_norm)
     info: Dict = {'backbone_extra': extra}
-    if repl is not None and repl.get('blocks') == 'auto':
+    if settings is not None and settings.blocks == 'auto':
         backbone_cfg = dict(build_cfg_backbone(arch), repl=dict(repl, blocks=None, budget=None))
-        plan, ranking = choose_auto_plan(backbone_cfg, plain.backbone, images, repl['budget'],
+        plan, ranking = choose_auto_plan(backbone_cfg, plain.backbone, images, settings.budget,
                                          steps=150)
         repl = dict(repl, blocks=plan, budget=None)
         info.update(plan=plan, ranking=ranking)
@@ -298,8 +302,8 @@ def convert(arch: str, variant: str, plain: torch.nn.Module, images: List[torch.
     else:
         model.load_state_dict({k: v for k, v in plain.state_dict().items()
                                if not k.startswith('backbone.')}, strict=False)
-        blocks = convert_from_plain(plain.backbone, model.backbone,
-                                    model.backbone.repl_config.warm_start, images, steps=150)
+        blocks = convert_from_plain(plain.backbone, model.backbone, images, steps=150,
+                                    warm_start=model.backbone.repl_config.warm_start)
         info['output_errors'] = {b.path: b.output_error for b in blocks}
         if variant == 'light-own':
             fold_replaced_blocks(model.backbone)
@@ -564,7 +568,7 @@ def main() -> None:
     parser.add_argument('--lr', type=float, help='fine-tuning lr (default: the arch\'s)')
     parser.add_argument('--coefficient-lr-mult', type=float,
                         help='repl.coefficient_lr_mult (default: the product\'s)')
-    parser.add_argument('--light-norm', choices=['batch', 'weight'],
+    parser.add_argument('--light-norm', choices=LIGHT_NORMS,
                         help='repl.light_norm of the light variants (default: the product\'s); '
                         'results go to their own folder (_ln<value>)')
     args = parser.parse_args()

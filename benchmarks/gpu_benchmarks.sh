@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU measurements of docs/benchmarks.md's "GPU: measured and still to measure", in one run.
+# The GPU measurements of docs/benchmarks.md (section 1, "The normaliser-free light surrogate and
+# the flat-buffer synthesis", and section 6, "On CUDA"), in one run.
 #
 #   bash benchmarks/gpu_benchmarks.sh OUT_DIR [ledger|tests|backbone|models|all]
 #

@@ -28,7 +28,7 @@ from repl_mm.models import plain_model_cfg
 from repl_mm.analysis.synthetic import backbone_input, framework_of, input_shape
 from cost_benchmark import resolve_device
 from repl_mm.analysis.step_timing import forward_backward, time_step
-from repl_core import backbone_syntheses, block_syntheses
+from repl_core import KINDS, backbone_syntheses, block_syntheses
 from repl_mm.engine.cli import add_cfg_options, load_config, run_tool
 
 
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
     parser.add_argument('--kinds', nargs='+', default=['fused', 'light'],
-                        choices=['fused', 'light', 'removed'])
+                        choices=KINDS)
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
     parser.add_argument('--batch-size', type=int)
     parser.add_argument('--steps', type=int, default=10, help='timed steps per round')

@@ -157,4 +157,7 @@ def build_adapter(kind: str, source_shape: Sequence[int], target_shape: Sequence
         return ProjectionAdapter(source_shape, target_shape)
     if kind == 'average':
         return AverageAdapter(target_shape)
-    return SlicePadAdapter(target_shape)
+    if kind == 'slice_pad':
+        return SlicePadAdapter(target_shape)
+    raise AdapterError(f'{what}: no adapter is called {kind!r} (repl.adapter: '
+                       f'repl_core.settings.ADAPTERS).')

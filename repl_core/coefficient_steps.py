@@ -225,9 +225,9 @@ class CoefficientGroups:
         decays.discard(0.)
         what = [f'without its weight decay {sorted(decays)}'] if decays else []
         what += [f'at {m:g}x their group\'s learning rate' for m in sorted(mults) if m != 1.0]
-        logger.info(f'RepL: {type(optimizer).__name__} steps the {count} RepL coefficient tensors '
-                 f'{" and ".join(what)}, in groups of their own for each step, as mmengine\'s '
-                 f'paramwise_cfg would (repl_core.coefficient_steps).')
+        logger.info(f'RepL: {type(optimizer).__name__} steps the {count} RepL coefficient '
+                    f'tensors {" and ".join(what)}, in groups of their own for each step, as '
+                    f'mmengine\'s paramwise_cfg would (repl_core.coefficient_steps).')
 
 
 def refuse_unsteppable(optimizer: Optimizer) -> None:

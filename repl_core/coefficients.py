@@ -92,7 +92,7 @@ class CoefficientSpec:
 class ReplCoefficients(nn.ParameterDict):
     """``{key: (2,) or (2, C_out) parameter}`` of one replaced block, with its ``spec``."""
 
-    def __init__(self, spec: CoefficientSpec, lr_mult: float = 1.0) -> None:
+    def __init__(self, spec: CoefficientSpec, lr_mult: float) -> None:
         super().__init__()
         self.spec = spec
         #: paths, in the block, of the tensors that end its residual branch (``warm_start``)

@@ -176,7 +176,7 @@ class LightLinearSurrogate(nn.Module):
 
 
 def build_light_surrogate(spec: LightSpec, norm: nn.Module, weight_shape: Sequence[int],
-                          light_norm: str = 'batch') -> nn.Module:
+                          light_norm: str) -> nn.Module:
     """The surrogate for a block whose ``spec.weight`` has ``weight_shape``.
 
     Args:

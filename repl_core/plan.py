@@ -76,6 +76,10 @@ def format_blocks(blocks: Sequence[BlockRef]) -> str:
     return ', '.join(f'{stage}[{i}]' for stage, i in blocks)
 
 
+#: the default plan's rule, in words (messages name it)
+DEFAULT_RULE = "every other block of a stage from index 1, never a stage's last"
+
+
 def default_blocks(depth: int) -> List[int]:
     """Every other block from index 1, never the stage's last: 4 -> [1], 6 -> [1, 3]."""
     return list(range(1, depth - 1, 2))

@@ -1,12 +1,15 @@
 """The ``repl=dict(...)`` settings of a RepL backbone: every allowed value and default, one check.
 
-A config's ``repl`` dict passes here once, when the backbone is built
-(``ReplacementConfig.from_dict``): unknown keys, unknown values and combinations that cannot work
-are refused with the fix; ``warm_start=True`` becomes the start of the kind and backbone family
-(``default_warm_start``); ``blocks`` given as text (``--cfg-options`` and stock tools pass a dict
-as a string) becomes the dict (``parse_dict_literal``, also the tools' parser). Every other
-module receives the resolved ``ReplacementConfig`` and checks nothing of it again. The modules
-that implement a value (``adapters``, ``light``, ``synthesis``) take their vocabularies from here.
+A config's ``repl`` dict passes here when the backbone is built (``ReplacementConfig.from_dict``,
+through the backbone class's ``repl_settings``; a tool that needs the settings before it builds the
+model, ``tools/convert.py`` or ``tools/fold.py``, asks the same class): unknown keys, unknown values
+and combinations that cannot work are refused with the fix; ``warm_start=True`` becomes the start of
+the kind and backbone family (``default_warm_start``); ``blocks`` given as text (``--cfg-options``
+and stock tools pass a dict as a string) becomes the dict (``parse_dict_literal``, also the tools'
+parser). Every other module receives the resolved ``ReplacementConfig`` and checks nothing of it
+again. The modules that implement the values (``adapters``, ``light``, ``synthesis``) are handed
+checked ones; ``coefficients`` stores them as positions in these tuples (tests/core/test_settings.py
+checks that every value is implemented).
 """
 import ast
 from dataclasses import dataclass, field, fields
@@ -51,7 +54,7 @@ def parse_dict_literal(text: str, what: str) -> Mapping:
         value = None
     if not isinstance(value, Mapping):
         raise ReplError(f'{what}={text!r} is not a Python dict literal such as '
-                        f'"{{\'layer3\': [1, 3]}}".')
+                        f'"{{\'layer3\': [1, 3]}}" (or None for the default plan).')
     return value
 
 
@@ -149,10 +152,12 @@ class ReplacementConfig:
         for name, value, valid in (('kind', self.kind, KINDS),
                                    ('granularity', self.granularity, GRANULARITIES),
                                    ('adapter', self.adapter, ADAPTERS),
-                                   ('light_norm', self.light_norm, LIGHT_NORMS),
-                                   ('family', self.family, FAMILIES + (None, ))):
+                                   ('light_norm', self.light_norm, LIGHT_NORMS)):
             if value not in valid:
                 raise ReplError(f'repl.{name}={value!r} is unknown; choose one of {valid}.')
+        if self.family not in FAMILIES + (None, ):
+            raise ReplError(f'family={self.family!r} (a backbone class\'s repl_family) is '
+                            f'unknown; choose one of {FAMILIES} or None.')
         if len(tuple(self.init)) != 2:
             raise ReplError(f'repl.init must be a pair (a, b), got {self.init!r}.')
         if self.budget is not None and self.blocks != 'auto':
@@ -162,7 +167,8 @@ class ReplacementConfig:
                 self.budget, (int, float)) or not 0 < self.budget < 1):
             raise ReplError(f"repl.blocks='auto' needs repl.budget, the share of the "
                             f'backbone\'s parameters to synthesise (0 to 1), got '
-                            f'{self.budget!r}; tools/convert.py then chooses the plan.')
+                            f'{self.budget!r}; then run tools/convert.py CONFIG PLAIN_CHECKPOINT '
+                            f'OUT_DIR, which chooses the plan and writes a config with it.')
         if self.recompute and self.kind == 'removed':
             raise ReplError("repl.recompute=True: kind='removed' deletes the planned blocks, so "
                             'there is nothing to recompute; drop recompute or choose '
@@ -170,4 +176,5 @@ class ReplacementConfig:
         if (not isinstance(self.warm_start, bool) and self.warm_start is not None
                 and self.warm_start not in WARM_STARTS):
             raise ReplError(f'repl.warm_start={self.warm_start!r} is unknown; choose one of '
-                            f'{WARM_STARTS}, True (the kind\'s default) or False.')
+                            f'{WARM_STARTS}, True (the kind\'s default) or False (or None: keep '
+                            f'repl.init).')

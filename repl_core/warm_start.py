@@ -89,8 +89,8 @@ def start_as_shortcut(module: nn.Module, state_dict: Dict[str, Tensor], prefix: 
 
 
 def fit_to_weights(module: nn.Module, blocks: List[Tuple[str, nn.Module]],
-                            incoming: Dict[str, str], state_dict: Dict[str, torch.Tensor],
-                            prefix: str) -> Dict[str, float]:
+                   incoming: Dict[str, str], state_dict: Dict[str, torch.Tensor],
+                   prefix: str) -> Dict[str, float]:
     """Fit every ``(a, b)`` of ``blocks`` to the blocks' own weights found in ``state_dict``.
 
     Solves ``min ||a * adapt(P_prev) + b * adapt(P_next) - P||^2`` over the tensors sharing a
@@ -336,8 +336,8 @@ class BlockConversion:
     fit: Optional[ActivationFit] = None
 
 
-def convert_from_plain(plain: nn.Module, repl: nn.Module, warm_start: Optional[str],
-                       images: Sequence[Tensor] = (), steps: int = 150) -> List[BlockConversion]:
+def convert_from_plain(plain: nn.Module, repl: nn.Module, images: Sequence[Tensor] = (),
+                       steps: int = 150, *, warm_start: Optional[str]) -> List[BlockConversion]:
     """Load the plain backbone ``plain`` into its RepL twin ``repl`` and start the replaced
     blocks as ``warm_start`` (``repl``'s resolved ``repl.warm_start``) says; ``'activations'``
     fits them one after the other, in forward order, on ``images`` (batches of backbone inputs),

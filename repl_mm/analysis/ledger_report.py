@@ -39,11 +39,11 @@ from .cost_report import backbone_stages, ratio_text, si_number
 from .params import ParameterCount
 from .synthetic import (backbone_input, backbone_step, framework_of, input_channels,
                         model_cfg_of, synthetic_batch, train_input_shape)
-from .variants import VariantBuilder, apply_recompute_blocks
+from .variants import KINDS, VariantBuilder, apply_recompute_blocks
 from .worker import run_environment, run_worker, write_report
 
 #: backbone kinds of the ledger's variants, and the peers each is combined with
-LEDGER_KINDS = ('plain', 'fused', 'light-batch', 'light-weight', 'removed')
+LEDGER_KINDS = tuple(kind for kind in KINDS if kind != 'light')
 DEFAULT_PEERS = ('frozen', 'cp', 'amp')
 #: ``recompute`` (the plan's blocks checkpointed) only when asked for
 LEDGER_PEERS = DEFAULT_PEERS + ('recompute',)

@@ -25,12 +25,14 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from torch import nn
 
-from repl_core import (ReplError, checkpoint_without_reentry, recompute_in_backward,
-                       replaced_blocks)
+from repl_core import (KINDS as REPL_KINDS, LIGHT_NORMS, ReplError, checkpoint_without_reentry,
+                       recompute_in_backward, replaced_blocks)
 from repl_mm.models import plain_model_cfg
 from .synthetic import framework_of
 
-KINDS = ('plain', 'fused', 'light', 'light-batch', 'light-weight', 'removed')
+#: the plain backbone, each ``repl.kind``, and ``light-<light_norm>`` for each light norm
+KINDS = ('plain', *(kind for kind in REPL_KINDS if kind != 'removed'),
+         *(f'light-{norm}' for norm in LIGHT_NORMS), 'removed')
 PEERS = ('frozen', 'cp', 'drop-path', 'amp', 'recompute')
 
 

@@ -3,7 +3,7 @@
 Registered in mmengine's root registries, so mmdet, mmseg and mmpretrain configs all find them.
 """
 from .checkpoint_files import (UntrustedCheckpointError, load_strictly, read_checkpoint,
-                         trusted_checkpoint_globals)
+                               trusted_checkpoint_globals)
 from .data_check import DataNotFoundError, check_data_paths
 from .hooks import (ReplCheckpointHook, ReplNaNGuardHook, ReplSafeCheckpointHook, RNGStateHook,
                     TrainingCostHook)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from repl_core import CheckpointMismatchError, PlanError
 from repl_core.plan import auto_candidates, choose_within_budget
 from repl_core.warm_start import BlockConversion, convert_from_plain
-from repl_mm.models import plain_model_cfg
+from repl_mm.models import plain_model_cfg, repl_settings_of
 from .checkpoint_files import read_checkpoint, replaced_blocks_in, state_dict_in
 from .data_check import DataNotFoundError
 from .explain_errors import explain_build_errors
@@ -157,8 +157,8 @@ def choose_auto_plan(backbone_cfg: dict, plain_backbone: nn.Module, images: List
             backbone = MODELS.build(dict(backbone_cfg, repl=repl_cfg, init_cfg=None))
         except PlanError:
             continue  # e.g. a block without a counterpart in a neighbour
-        convert_from_plain(plain_backbone, backbone, backbone.repl_config.warm_start, images,
-                           steps)
+        convert_from_plain(plain_backbone, backbone, images, steps,
+                           warm_start=backbone.repl_config.warm_start)
         saved = total - sum(p.numel() for p in backbone.parameters())
         costs.append(((stage, index), _relative_error(_last_output(backbone, images),
                                                       references), saved))
@@ -185,10 +185,8 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
         model_cfg.pop('pretrained', None)
         repl = dict(model_cfg['backbone'].get('repl') or {})
         plain = MODELS.build(plain_model_cfg(model_cfg))
-        with MODELS.switch_scope_and_registry(None) as registry:  # the config's default scope
-            backbone_class = registry.get(model_cfg['backbone']['type'])
+        settings = repl_settings_of(model_cfg['backbone'])
     loaded = _load_plain(plain, read_plain_state_dict(plain_checkpoint), plain_checkpoint)
-    settings = backbone_class.repl_settings(repl)
     try:
         images = (training_images(cfg, plain, batches)
                   if settings.needs_training_data or batches else [])
@@ -207,8 +205,8 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
         model = MODELS.build(model_cfg)
     model.load_state_dict({k: v for k, v in plain.state_dict().items()
                            if not k.startswith('backbone.')}, strict=False)
-    blocks = convert_from_plain(plain.backbone, model.backbone,
-                                model.backbone.repl_config.warm_start, images, steps)
+    blocks = convert_from_plain(plain.backbone, model.backbone, images, steps,
+                                warm_start=model.backbone.repl_config.warm_start)
     error = (_relative_error(_last_output(model.backbone, images),
                              _last_output(plain.backbone, images)) if images else None)
     os.makedirs(out_dir, exist_ok=True)

@@ -24,12 +24,12 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import MODELS, Registry, init_default_scope
 
-from repl_mm.models import plain_model_cfg
 from repl_core import COEFFICIENTS, ReplError, fold_replaced_blocks
+from repl_mm.models import plain_model_cfg, repl_settings_of
 from repl_mm.version import __version__
-from .explain_errors import explain_build_errors
 from .checkpoint_files import (load_state_strictly, read_checkpoint, replaced_blocks_in,
-                         state_dict_in)
+                               state_dict_in)
+from .explain_errors import explain_build_errors
 
 _DROP = object()
 
@@ -153,12 +153,10 @@ class FoldResult:
 def fold_checkpoint(cfg: Config, checkpoint_file: str, out_dir: str,
                     name: str) -> FoldResult:
     """Fold the RepL checkpoint ``checkpoint_file`` of ``cfg`` into ``out_dir/<name>_folded.*``."""
-    with explain_build_errors(cfg.filename):
-        plain_cfg, still_ours = plain_config(cfg)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     with explain_build_errors(cfg.filename):
-        model = MODELS.build(cfg.model).eval()
-    settings = getattr(model.backbone, 'repl_config', None)  # None: not a RepL backbone
+        plain_cfg, still_ours = plain_config(cfg)
+        settings = repl_settings_of(cfg.model.backbone)  # None: not a RepL backbone
     if settings is not None and settings.kind != 'fused':
         raise ReplError(
             f"repl.kind={settings.kind!r}: folding a light surrogate gives a small module of "
@@ -167,6 +165,7 @@ def fold_checkpoint(cfg: Config, checkpoint_file: str, out_dir: str,
             f"repl-mm. "
             f"Evaluate the RepL checkpoint with repl-mm's tools/test.py instead.")
     with explain_build_errors(cfg.filename):
+        model = MODELS.build(cfg.model).eval()
         plain = MODELS.build(plain_cfg.model).eval()
     checkpoint = load_repl_checkpoint(model, checkpoint_file)
     reference = backbone_outputs(model)

@@ -2,9 +2,9 @@
 from .core_logs import route_core_logs
 from .plain_twin import plain_model_cfg
 from .repl_backbone import (RepLBackboneMixin, RepLResNetMixin, RepLSwinMixin,
-                            RepLTransformerMixin, RepLViTMixin)
+                            RepLTransformerMixin, RepLViTMixin, repl_settings_of)
 
 route_core_logs()
 
 __all__ = ['RepLBackboneMixin', 'RepLResNetMixin', 'RepLSwinMixin', 'RepLTransformerMixin',
-           'RepLViTMixin', 'plain_model_cfg']
+           'RepLViTMixin', 'plain_model_cfg', 'repl_settings_of']

@@ -3,7 +3,9 @@
 The mechanism knows nothing of mmengine, so it writes to the ``repl_core`` logger (what a replaced
 block's load did, how an optimizer steps the coefficients). ``route_core_logs`` forwards that
 logger's records to mmengine's current logger, so they reach the text log and the console with
-the rest of the run, once each.
+the rest of the run, once each: once routed (``import repl_mm``), the ``repl_core`` logger no
+longer propagates to Python's root logger. Without the plugin (plain PyTorch) its records go
+where Python's logging sends them; listen on the ``repl_core`` logger.
 """
 import logging
 

@@ -9,15 +9,16 @@ freezing, logging) is the generic mechanism in ``repl_core``::
         pass
 """
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from mmengine.logging import print_log
-
+from mmengine.registry import MODELS
 from torch import nn
 
 from repl_core import (LightSpec, PlanError, ReplacementConfig, ReplacementPlan,
                        checkpoint_without_reentry, format_blocks, recompute_in_backward,
                        replace_blocks, replaced_blocks, suggest_blocks, synthesised_numel)
+from repl_core.plan import DEFAULT_RULE
 
 
 def _log(message: str, level: int = logging.INFO) -> None:
@@ -28,12 +29,9 @@ class RepLBackboneMixin:
     """Adds ``repl`` to a backbone's arguments and replaces blocks after the backbone is built.
 
     Args:
-        repl (dict, optional): ``None`` or ``dict()`` replaces the default plan (every other block
-            of each stage from index 1, never a stage's last block). Keys (see
-            ``repl_core.ReplacementConfig``): ``blocks`` (``{stage name or index:
-            [indices]}``), ``kind``, ``granularity`` (``'tensor'`` | ``'channel'`` |
-            ``'submodule'``), ``init`` (``(0.5, 0.5)``), ``adapter`` (``'slice_pad'`` |
-            ``'average'`` | ``'projection'``), ``detach_neighbours`` (``False``).
+        repl (dict, optional): the replacement, ``repl_core.ReplacementConfig`` (its keys,
+            values and defaults: ``repl_core.settings``); ``None`` or ``dict()`` replaces the
+            default plan (``repl_core.plan``).
 
     The coefficients are parameters named ``*.repl_coefficients.*``; optimizers step them
     without weight decay and at ``repl.coefficient_lr_mult``
@@ -135,7 +133,7 @@ class RepLBackboneMixin:
                   f'block then takes its successor from the next stage, through a shape '
                   f'adapter).' if suggestion else 'No block of this backbone can be replaced.')
         _log(f'RepL {name}: the default plan replaces no block, so nothing is saved: it '
-             f'replaces every other block of a stage from index 1, never a stage\'s last '
+             f'replaces {DEFAULT_RULE} '
              f'{"nor a frozen block " if plan.skipped else ""}(stages of {depths} blocks). '
              f'{advice}', logging.WARNING)
 
@@ -161,6 +159,17 @@ class RepLBackboneMixin:
         return dict(plan=self.repl_plan.to_dict(), kind=config.kind,
                     granularity=config.granularity, adapter=config.adapter,
                     init=list(config.init), detach_neighbours=config.detach_neighbours)
+
+
+def repl_settings_of(backbone_cfg: Mapping) -> Optional[ReplacementConfig]:
+    """The settings a backbone config's class would build from its ``repl`` (checked and
+    resolved), without building the backbone; ``None`` for a class that is not a RepL backbone.
+    The type is looked up under the current default scope, as ``MODELS.build`` does."""
+    with MODELS.switch_scope_and_registry(None) as registry:
+        cls = registry.get(backbone_cfg['type'])
+    if not (isinstance(cls, type) and issubclass(cls, RepLBackboneMixin)):
+        return None
+    return cls.repl_settings(backbone_cfg.get('repl'))
 
 
 class RepLResNetMixin(RepLBackboneMixin):

@@ -4,11 +4,10 @@ The contract: with no line in the config, the coefficients step bit for bit as u
 ``paramwise_cfg=dict(custom_keys={'repl_coefficients': dict(decay_mult=0., lr_mult=M)})`` with
 ``M = repl.coefficient_lr_mult``, and no code ever sees a coefficient value other than its true
 one. ``OPTIMIZERS`` is an OptimizerInfo-style list, as PyTorch tests its optimizers: every torch
-optimizer users meet with its ``foreach`` / ``fused`` / ``momentum`` / ``nesterov`` /
-``maximize`` / ``amsgrad`` options. Each case trains a tiny real RepL-CIFAR-ResNet-20
-(mmpretrain) for a few steps twice, once as a user writes the config (``repl.coefficient_lr_mult=M``,
-no ``paramwise_cfg``) and once as the reference (``paramwise_cfg``), and compares every
-parameter bit for bit.
+optimizer users meet with its ``foreach`` / ``fused`` / ``momentum`` / ``nesterov`` / ``maximize`` /
+``amsgrad`` options. Each case trains a tiny real RepL-CIFAR-ResNet-20 (mmpretrain) for a few steps
+twice, once as a user writes the config (``repl.coefficient_lr_mult=M``, no ``paramwise_cfg``) and
+once as the reference (``paramwise_cfg``), and compares every parameter bit for bit.
 """
 import copy
 import os

@@ -42,7 +42,7 @@ def test_the_family_default_differs_from_the_kind_default_only_where_the_table_s
 def test_family_is_set_by_the_backbone_class_not_by_repl():
     with pytest.raises(ReplError, match=r"unknown option\(s\) \['family'\]"):
         ReplacementConfig.from_dict(dict(family='transformer'))
-    with pytest.raises(ReplError, match='repl.family'):
+    with pytest.raises(ReplError, match=r"family='cnn' \(a backbone class's repl_family\)"):
         ReplacementConfig(family='cnn')
 
 

@@ -94,7 +94,7 @@ def settings_of(family: str) -> Dict[str, dict]:
         if name == 'seeded-plan':
             repl = dict(blocks=seeded_plan(family))
         if name == 'light-weight-norm' and family not in CNN:
-            continue  # transformers refuse it (test_transformers.py)
+            continue  # transformers refuse it (tests/core/test_light.py)
         settings[name] = repl
     return settings
 

@@ -83,10 +83,10 @@ def test_activation_fit_reproduces_the_plain_blocks_better_than_identity(case):
     plain = pretrained_plain(scope, cfg)
     generator = torch.Generator().manual_seed(1)
     images = [torch.randn(8, 3, size, size, generator=generator) for _ in range(3)]
-    identity = convert_from_plain(plain, build(scope, cfg, warm_start='identity'), 'identity',
-                                  images)
+    identity = convert_from_plain(plain, build(scope, cfg, warm_start='identity'), images,
+                                  warm_start='identity')
     repl = build(scope, cfg, warm_start='activations')
-    fitted = convert_from_plain(plain, repl, 'activations', images, steps=60)
+    fitted = convert_from_plain(plain, repl, images, steps=60, warm_start='activations')
     assert [b.path for b in fitted] == [b.path for b in identity]
     for start, fit in zip(identity, fitted):
         assert fit.fit.error_after < fit.fit.error_before
@@ -105,7 +105,7 @@ def test_activation_fit_needs_images():
     scope, cfg, _ = CASES['mmdet-resnet']
     repl = build(scope, cfg, warm_start='activations')
     with pytest.raises(ReplError, match='needs batches of training images'):
-        convert_from_plain(pretrained_plain(scope, cfg), repl, 'activations')
+        convert_from_plain(pretrained_plain(scope, cfg), repl, warm_start='activations')
 
 
 @pytest.mark.parametrize('case', ['mmpretrain-vit', 'mmseg-vit'])

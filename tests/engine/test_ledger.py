@@ -140,7 +140,7 @@ def backbone_saved(repl=None, shape=(64, 64), **backbone):
     return result, sum(p.numel() for p in model.parameters() if p.requires_grad), model
 
 
-#: the issue's table: RepL kinds and peers of a ResNet-50 backbone
+#: the reference table: RepL kinds and peers of a ResNet-50 backbone
 KINDS_AND_PEERS = dict(plain=(None, {}), fused=({}, {}), light_batch=(dict(kind='light'), {}),
                        light_weight=(dict(kind='light', light_norm='weight'), {}),
                        removed=(dict(kind='removed'), {}),
@@ -180,10 +180,10 @@ def test_saved_for_backward_follows_kinds_and_peers():
 
 
 @pytest.mark.slow
-def test_saved_for_backward_reproduces_the_issue_table():
-    """ResNet-50 backbone, 2x3x224x224, saved for backward relative to plain (issue 22):
-    fused 1.02, light batch 0.85, light weight 0.79, removed 0.74, frozen_stages=1 0.71,
-    with_cp 0.24."""
+def test_saved_for_backward_reproduces_the_reference_table():
+    """ResNet-50 backbone, 2x3x224x224, saved for backward relative to plain (docs/benchmarks.md,
+    section 6, the reference tables): fused 1.02, light batch 0.85, light weight 0.79, removed
+    0.74, frozen_stages=1 0.71, with_cp 0.24."""
     saved, _ = saved_for_backward((224, 224))
     expected = dict(fused=1.02, light_batch=0.85, light_weight=0.79, removed=0.74, frozen=0.71,
                     cp=0.24)
