@@ -20,3 +20,8 @@ def test_adapters_bridge_channels_and_refuse_other_ranks():
     assert build_adapter('slice_pad', source.shape, source.shape) is None
     with pytest.raises(AdapterError, match='no adapter can bridge a 4-d tensor'):
         build_adapter('slice_pad', source.shape, (4, 6))
+
+
+def test_a_name_no_adapter_implements_is_refused():
+    with pytest.raises(AdapterError, match="no adapter is called 'crop'"):
+        build_adapter('crop', (4, 6), (8, 6), what='layer1.1.conv1.weight')

@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import repl_mm  # noqa: F401
 from repl_core import (COEFFICIENTS, LightLinearSurrogate, PlanError, fold_replaced_blocks,
                        replaced_blocks, suggest_blocks)
-from repl_mm.models import plain_model_cfg
+from repl_mm.models import plain_model_cfg, repl_settings_of
 
 from conftest import LogRecords
 from mm_cases import SMALL_RESNETS, SMALL_SWIN, SMALL_VIT, build_backbone
@@ -372,3 +372,18 @@ def test_repl_trains_what_the_plain_backbone_trains(scope, cfg, size):
     own = {n for n in repl_trained if any(n.startswith(prefix) for prefix in replaced)}
     assert repl_trained - own == trained
     assert all('relative_position_bias_table' in n for n in own)  # Swin's own tables only
+
+
+@pytest.mark.parametrize('scope, backbone, warm_start', [
+    ('mmdet', dict(type='RepLResNet', depth=50), 'activations'),
+    ('mmpretrain', dict(type='RepLVisionTransformer', arch='b'), 'identity'),
+    ('mmseg', dict(type='ResNet', depth=50), None)])
+def test_a_tool_reads_the_settings_a_backbone_would_build(scope, backbone, warm_start):
+    """``repl_settings_of``: the same resolved settings as the built backbone's, read from the
+    config without building it; ``None`` for a backbone that is not a RepL one."""
+    init_default_scope(scope)
+    settings = repl_settings_of(dict(backbone, repl=dict(blocks="{0: [1]}")))
+    if warm_start is None:
+        assert settings is None
+        return
+    assert settings.warm_start == warm_start and settings.blocks == {0: [1]}
