@@ -201,25 +201,9 @@ def test_identity_start_without_a_gradient_is_refused_with_every_way_out():
         net.load_state_dict(plain, strict=False)
 
 
-class Block(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(4, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-
-    def forward(self, x):
-        return x + torch.relu(self.bn(self.conv(x)))
-
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocks = nn.Sequential(*[Block() for _ in range(5)])
-
-
 def replaced(warm_start, kind='fused'):
     torch.manual_seed(0)
-    net = Net()
+    net = ToyNet()
     replace_blocks(net, [('blocks', 'blocks')],
                    ReplacementConfig(kind=kind, warm_start=warm_start),
                    light_spec=lambda block: LightSpec('depthwise', 'conv.weight', 'bn'),
@@ -234,7 +218,7 @@ def test_the_guard_starts_a_plain_load_exactly_as_the_warm_start_module_computes
     """Loading a plain state dict gives the coefficients ``start_from_plain_state_dict``
     writes, and nothing else: the guard computes no start of its own."""
     torch.manual_seed(1)
-    plain = Net().state_dict()
+    plain = ToyNet().state_dict()
     loaded = replaced(warm_start, kind)
     loaded.load_state_dict(plain, strict=False)
 
