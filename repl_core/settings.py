@@ -45,16 +45,18 @@ def default_warm_start(kind: str, family: Optional[str] = None) -> Optional[str]
     return FAMILY_WARM_START.get(family, {}).get(kind, DEFAULT_WARM_START[kind])
 
 
-def parse_dict_literal(text: str, what: str) -> Mapping:
+def parse_dict_literal(text: str, what: str, alternative: str = '') -> Mapping:
     """``"{'layer3': [1, 3]}"`` -> the dict: how a dict reaches a config through
-    ``--cfg-options`` or a stock tool's string. ``what`` names the setting in the error."""
+    ``--cfg-options`` or a stock tool's string. ``what`` names the setting in the error,
+    ``alternative`` what else it accepts."""
     try:
         value = ast.literal_eval(text.strip())
     except (ValueError, SyntaxError):
         value = None
     if not isinstance(value, Mapping):
         raise ReplError(f'{what}={text!r} is not a Python dict literal such as '
-                        f'"{{\'layer3\': [1, 3]}}" (or None for the default plan).')
+                        f'"{{\'layer3\': [1, 3]}}"' + (f' ({alternative}).' if alternative
+                                                         else '.'))
     return value
 
 
@@ -135,7 +137,8 @@ class ReplacementConfig:
     def __post_init__(self) -> None:
         if isinstance(self.blocks, str) and self.blocks != 'auto':
             blocks = (None if self.blocks.strip() == 'None'
-                      else parse_dict_literal(self.blocks, 'repl.blocks'))
+                      else parse_dict_literal(self.blocks, 'repl.blocks',
+                                              'or None for the default plan'))
             object.__setattr__(self, 'blocks', blocks)
         self._check()
         if isinstance(self.warm_start, bool):
