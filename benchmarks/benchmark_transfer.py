@@ -285,11 +285,9 @@ def convert(arch: str, variant: str, plain: torch.nn.Module, images: List[torch.
         repl = dict(repl, light_norm=light_norm)
     info: Dict = {'backbone_extra': extra}
     if settings is not None and settings.blocks == 'auto':
-        backbone_cfg = dict(build_cfg_backbone(arch), repl=dict(repl, blocks=None, budget=None))
-        plan, ranking = choose_auto_plan(backbone_cfg, plain.backbone, images, settings.budget,
-                                         steps=150)
-        repl = dict(repl, blocks=plan, budget=None)
-        info.update(plan=plan, ranking=ranking)
+        repl, ranking = choose_auto_plan(dict(build_cfg_backbone(arch), repl=repl),
+                                         plain.backbone, images, settings.budget, steps=150)
+        info.update(plan=repl['blocks'], ranking=ranking)
     info['repl'] = repl
     torch.manual_seed(seed)
     model = build_classifier(arch, len(PRETRAIN_CLASSES), repl, extra)

@@ -140,19 +140,28 @@ def _relative_error(outputs: List[Tensor], references: List[Tensor]) -> float:
 
 
 def choose_auto_plan(backbone_cfg: dict, plain_backbone: nn.Module, images: List[Tensor],
-                     budget: float, steps: int) -> Tuple[Dict[str, List[int]],
-                                                         List[Tuple[str, float]]]:
+                     budget: float, steps: int) -> Tuple[dict, List[Tuple[str, float]]]:
     """Measure every candidate block of the auto plan (``repl_core.plan.auto_candidates``) by
     the backbone's output error with it replaced alone (and started as ``warm_start`` says), then
-    choose within ``budget`` (``repl_core.plan.choose_within_budget``)."""
+    choose within ``budget`` (``repl_core.plan.choose_within_budget``).
+
+    Args:
+        backbone_cfg: the backbone's config, its ``repl`` with ``blocks='auto'``.
+        budget: the checked ``repl.budget`` (``ReplacementConfig.budget``).
+
+    Returns:
+        The backbone's ``repl`` with the chosen plan written out (and no budget), and every
+        candidate with its cost, cheapest first.
+    """
+    repl = dict(backbone_cfg['repl'], budget=None)
     references = _last_output(plain_backbone, images)
     total = sum(p.numel() for p in plain_backbone.parameters())
-    probe = MODELS.build(dict(backbone_cfg, repl=dict(backbone_cfg['repl'], blocks={}),
+    probe = MODELS.build(dict(backbone_cfg, repl=dict(repl, blocks={}),
                               init_cfg=None))  # its stages and frozen blocks, nothing replaced
     stages = [(name, probe.get_submodule(path)) for name, path in probe.repl_stages()]
     costs = []
     for stage, index in auto_candidates(stages, probe.repl_frozen_blocks()):
-        repl_cfg = dict(backbone_cfg['repl'], blocks={stage: [index]})
+        repl_cfg = dict(repl, blocks={stage: [index]})
         try:
             backbone = MODELS.build(dict(backbone_cfg, repl=repl_cfg, init_cfg=None))
         except PlanError:
@@ -168,8 +177,8 @@ def choose_auto_plan(backbone_cfg: dict, plain_backbone: nn.Module, images: List
         print_log(f'RepL auto plan: the candidate blocks synthesise only {saved / total:.1%} of '
                   f'the backbone, less than the budget {budget:.0%}; all of them are replaced.',
                   logger='current', level=30)
-    return plan, [(f'{stage}[{i}]', cost) for (stage, i), cost, _ in
-                  sorted(costs, key=lambda c: c[1])]
+    return dict(repl, blocks=plan), [(f'{stage}[{i}]', cost) for (stage, i), cost, _ in
+                                     sorted(costs, key=lambda c: c[1])]
 
 
 def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: str,
@@ -183,7 +192,6 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
             model_cfg['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
         model_cfg['backbone']['init_cfg'] = None
         model_cfg.pop('pretrained', None)
-        repl = dict(model_cfg['backbone'].get('repl') or {})
         plain = MODELS.build(plain_model_cfg(model_cfg))
         settings = repl_settings_of(model_cfg['backbone'])
     loaded = _load_plain(plain, read_plain_state_dict(plain_checkpoint), plain_checkpoint)
@@ -196,11 +204,8 @@ def convert_checkpoint(cfg: Config, plain_checkpoint: str, out_dir: str, name: s
         images = []  # the output errors are not measured
     ranking = []
     if settings.blocks == 'auto':
-        del repl['budget']
-        repl['blocks'], ranking = choose_auto_plan(
-            dict(model_cfg['backbone'], repl=dict(repl, blocks=None)), plain.backbone, images,
-            settings.budget, steps)
-    model_cfg['backbone']['repl'] = repl
+        model_cfg['backbone']['repl'], ranking = choose_auto_plan(
+            model_cfg['backbone'], plain.backbone, images, settings.budget, steps)
     with explain_build_errors(cfg.filename):
         model = MODELS.build(model_cfg)
     model.load_state_dict({k: v for k, v in plain.state_dict().items()
